@@ -1,0 +1,266 @@
+"""Runs the S4L pipeline locally: LocalDagRunner, SQLite ML Metadata, in-process Beam.
+
+Example (the README's main job):
+  .venv/bin/python beam_runner.py --preset supervised --labelled_fraction 0.1
+
+Everything after `--` is passed to Beam as pipeline arguments.
+"""
+
+from __future__ import annotations
+
+import os
+
+# tf-keras, not Keras 3, must back tf.keras before TensorFlow is first imported (TFX_NOTES 2).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# oneDNN kernels: 1.8x the small ResNet's training throughput on this AVX2 CPU
+# (benchmarks/README.md); TF 2.16 leaves them off on CPUs without AVX-512.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import modules  # noqa: E402
+
+# google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
+warnings.filterwarnings("ignore", category=FutureWarning, module="google.*")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODULES_DIR = os.path.dirname(os.path.abspath(modules.__file__))
+TRANSFORM_MODULE = os.path.join(MODULES_DIR, "transform", "preprocessing.py")
+TRAINER_MODULE = os.path.join(MODULES_DIR, "trainer", "trainer_module.py")
+SCHEMA_PATH = os.path.join(HERE, "data_schema", "schema.pbtxt")
+DATASET_OF_SOURCE = {"fashion_mnist": "fashion_mnist", "image_folder": "fashion_mnist",
+                     "imagenet_tfrecords": "imagenet"}
+
+
+class CliError(ValueError):
+    """A bad command line; reported before any work starts."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline import presets
+    from pipeline.components.example_gen import sources
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--source", choices=sources.SOURCES, default="fashion_mnist",
+                      help="fashion_mnist: IDX files (default: Debian's dataset-fashion-mnist); "
+                           "image_folder: DIR/{train,test}/<class>/<image>; imagenet_tfrecords: "
+                           "slim-built train-*/validation-* shards (labels 1..1000).")
+    data.add_argument("--data_path", default="",
+                      help="Directory of the source (default for fashion_mnist: "
+                           f"{sources.FASHION_MNIST_DIR}).")
+    data.add_argument("--labelled_fraction", type=float, default=0.1,
+                      help="Fraction of training images that keep their label, in (0, 1]; "
+                           "a class-balanced, seeded sample (default 0.1).")
+    data.add_argument("--label_map", default="",
+                      help="S4L label-map file ({\"values\": [file names]}) naming exactly the "
+                           "labelled images; overrides --labelled_fraction.")
+    data.add_argument("--exclude_labelled", action="store_true",
+                      help="Leave the labelled images out of the unlabelled split (S4L keeps "
+                           "them in).")
+    data.add_argument("--num_classes", type=int, default=0,
+                      help="Classes of an imagenet_tfrecords source (default 1000).")
+    data.add_argument("--label_offset", type=int, default=1,
+                      help="Subtracted from imagenet_tfrecords labels at ingestion (slim: 1).")
+    data.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split.")
+    data.add_argument("--seed", type=int, default=0,
+                      help="Seed of the labelled subset and of training (default 0).")
+
+    model = parser.add_argument_group("method and training")
+    model.add_argument("--preset", default="supervised", choices=sorted(presets.PRESETS),
+                       help="Named experiment (one per original S4L config).")
+    model.add_argument("--method", default=None, choices=sorted(presets.PRESETS),
+                       help="Alias of --preset.")
+    model.add_argument("--dataset", default=None, choices=("imagenet", "fashion_mnist",
+                                                          "synthetic"),
+                       help="Which variant of the preset (default: from --source).")
+    model.add_argument("--labels", default=None, choices=("1pct", "10pct"),
+                       help="Preset variant for the label budget (default: from the fraction).")
+    model.add_argument("--train_epochs", type=float, default=None,
+                       help="Total training length in labelled epochs; the warm-up and decay "
+                            "epochs scale with it.")
+    model.add_argument("--batch_size", type=int, default=None, help="Labelled batch size B.")
+    model.add_argument("--eval_batch_size", type=int, default=None)
+    model.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="FIELD=VALUE",
+                       help="Override any experiment field, e.g. --set weight_decay=5e-4 "
+                            "--set losses=supervised:1.0 (repeatable).")
+    model.add_argument("--strategy", choices=("default", "mirrored", "tpu"), default=None,
+                       help="Distribution strategy of the Trainer.")
+    model.add_argument("--tpu", default="", help="TPU name or grpc:// address (strategy tpu).")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--pipeline_name", default="s4l",
+                     help="Pipeline name; ML Metadata keeps runs of one name together.")
+    run.add_argument("--output_dir", default=os.path.join("runs", "fashion_mnist"),
+                     help="Where summary.json and the pushed model go.")
+    run.add_argument("--pipeline_root", default="",
+                     help="Artifacts and metadata.sqlite (default OUTPUT_DIR/tfx).")
+    run.add_argument("--push_destination", default="",
+                     help="Directory or gs:// URI blessed models are pushed to "
+                          "(default OUTPUT_DIR/serving_model).")
+    run.add_argument("--min_top1", type=float, default=0.5,
+                     help="Blessing needs at least this overall top-1 (default 0.5).")
+    run.add_argument("--max_top1_drop", type=float, default=0.01,
+                     help="... and at most this drop against the latest blessed model.")
+    run.add_argument("--materialize", action="store_true",
+                     help="Write transformed examples (off: the Trainer transforms on the fly).")
+    run.add_argument("--no_cache", action="store_true", help="Disable TFX caching.")
+    run.add_argument("--verbose", action="store_true",
+                     help="Show every INFO log line (default: progress lines only).")
+    parser.epilog = ("presets: " + ", ".join(sorted(presets.PRESETS))
+                     + "\nBeam arguments go after --, e.g. -- --direct_num_workers=2")
+    return parser
+
+
+_PROGRESS_PATTERNS = ("Component ", "S4LExampleGen:", "Training ", "Final eval", "Running pipeline",
+                      "not blessed", "Model pushed", "Rejected record")
+
+
+class _ProgressFilter:
+    """Keeps the progress lines of a run (components starting and finishing, conversion
+    counts, training) and every warning; drops TFX's multi-page INFO dumps of protos."""
+
+    def filter(self, record) -> bool:
+        if record.levelno >= 30:
+            return True
+        message = record.getMessage()
+        return "\n" not in message and any(p in message for p in _PROGRESS_PATTERNS)
+
+
+def _split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def make_source(args: argparse.Namespace):
+    """The data source; checks the path and layout now, before any work starts."""
+    from pipeline.components.example_gen import sources
+
+    return sources.make_source(args.source, args.data_path,
+                               num_classes=args.num_classes or 1000,
+                               label_offset=args.label_offset)
+
+
+def make_experiment(args: argparse.Namespace, num_classes: int):
+    from modules.trainer.experiment import Experiment
+    from pipeline import presets
+
+    name = args.method or args.preset
+    dataset = args.dataset or DATASET_OF_SOURCE[args.source]
+    labels = args.labels or ("1pct" if 0 < args.labelled_fraction <= 0.05 else "10pct")
+    exp: Experiment = presets.get(name, dataset=dataset, labels=labels)
+    changes = {"seed": args.seed, "num_classes": num_classes}
+    if args.train_epochs is not None:
+        factor = args.train_epochs / exp.schedule_epochs[-1]
+        scaled = [e * factor for e in exp.schedule_epochs[:-1]] + [args.train_epochs]
+        changes["schedule_epochs"] = tuple(scaled)
+    for field in ("batch_size", "eval_batch_size", "strategy"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    if args.tpu:
+        changes["tpu_address"] = args.tpu
+    if args.label_map or dataset != "imagenet" or args.source != "imagenet_tfrecords":
+        changes["num_labelled_examples"] = 0  # Counted from the labelled split.
+    exp = exp.replace(**changes)
+    overrides = {}
+    for item in args.overrides:
+        if "=" not in item:
+            raise CliError(f"--set expects FIELD=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    return exp.with_overrides(overrides).validate()
+
+
+def make_data_config(args: argparse.Namespace, source, num_classes: int):
+    from pipeline.components.example_gen import splits
+    from pipeline.config import DataConfig
+
+    if not args.label_map:
+        splits.check_fraction(args.labelled_fraction)
+    elif not os.path.isfile(args.label_map):
+        raise CliError(f"--label_map {args.label_map!r} does not exist")
+    return DataConfig(
+        source=args.source, data_path=os.path.abspath(args.data_path) if args.data_path else "",
+        labelled_fraction=args.labelled_fraction,
+        label_map_path=os.path.abspath(args.label_map) if args.label_map else "",
+        seed=args.seed, exclude_labelled=args.exclude_labelled, num_shards=args.num_shards,
+        num_classes=num_classes, label_offset=args.label_offset,
+        fingerprint=source.fingerprint())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    own_args, beam_args = _split_beam_args(argv)
+    args = build_parser().parse_args(own_args)
+    sys.stdout.reconfigure(line_buffering=True)  # Keras progress lines appear as they happen.
+
+    import logging as std_logging
+
+    from absl import logging
+    from tfx import v1 as tfx
+
+    from pipeline import pipeline as pipeline_lib
+    from pipeline import run_summary
+    from pipeline.config import EvalConfig
+
+    std_logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                            force=True)
+    logging.set_verbosity(logging.INFO)
+    if not args.verbose:
+        logging.get_absl_logger().addFilter(_ProgressFilter())
+    try:
+        source = make_source(args)
+        num_classes = len(source.class_names())
+        experiment = make_experiment(args, num_classes)
+        data = make_data_config(args, source, num_classes)
+    except ValueError as e:  # Bad flags, presets, paths: say so before any work starts.
+        print(f"beam_runner: error: {e}", file=sys.stderr)
+        return 2
+    output_dir = os.path.abspath(args.output_dir)
+    pipeline_root = os.path.abspath(args.pipeline_root or os.path.join(output_dir, "tfx"))
+    metadata_path = os.path.join(pipeline_root, "metadata.sqlite")
+    push_destination = args.push_destination or os.path.join(output_dir, "serving_model")
+    os.makedirs(pipeline_root, exist_ok=True)
+    beam_pipeline_args = ["--direct_running_mode=in_memory", "--direct_num_workers=1",
+                          *beam_args]
+
+    pipeline = pipeline_lib.create_pipeline(
+        pipeline_name=args.pipeline_name, pipeline_root=pipeline_root, data=data,
+        experiment=experiment, schema_path=SCHEMA_PATH, transform_module=TRANSFORM_MODULE,
+        trainer_module=TRAINER_MODULE, push_destination=push_destination,
+        thresholds=EvalConfig(min_top1=args.min_top1, max_top1_drop=args.max_top1_drop),
+        materialize=args.materialize, enable_cache=not args.no_cache,
+        metadata_connection_config=tfx.orchestration.metadata
+        .sqlite_metadata_connection_config(metadata_path),
+        beam_pipeline_args=beam_pipeline_args)
+    logging.info("Running pipeline %s (experiment %s) under %s", args.pipeline_name,
+                 experiment.name, pipeline_root)
+    start = time.time()
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    elapsed = time.time() - start
+
+    summary = run_summary.summarize(metadata_path, args.pipeline_name, experiment.name)
+    summary.update(wall_time_s=round(elapsed, 1), pipeline_root=pipeline_root,
+                   metadata=metadata_path, experiment=experiment.to_dict(),
+                   command=" ".join(["beam_runner.py", *argv]))
+    os.makedirs(output_dir, exist_ok=True)
+    summary_path = os.path.join(output_dir, "summary.json")
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+    print(run_summary.format_summary(summary))
+    print(f"  wall time:     {elapsed / 60:.1f} min")
+    print(f"  summary:       {summary_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Shared helpers of the benchmark scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def machine() -> dict:
+    """CPU model, core count, memory and library versions of this machine."""
+    cpu = platform.processor() or ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f
+                     if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    import tensorflow as tf
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb,
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "hostname": platform.node()}
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def save(name: str, rows: list[dict], columns: list[str], notes: str = "") -> str:
+    """Prints the table and writes results/<name>.json and .md with command, machine, date."""
+    record = {"benchmark": name, "command": " ".join([sys.executable, *sys.argv]),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "git_revision": git_revision(), "machine": machine(), "rows": rows,
+              "notes": notes}
+    table = markdown_table(rows, columns)
+    print(table)
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    with open(os.path.join(RESULTS_DIR, f"{name}.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    with open(os.path.join(RESULTS_DIR, f"{name}.md"), "w") as f:
+        f.write(f"# {name}\n\n{table}\n\n- command: `{record['command']}`\n"
+                f"- date: {record['date']}\n- revision: {record['git_revision']}\n"
+                f"- machine: {json.dumps(record['machine'])}\n")
+        if notes:
+            f.write(f"- notes: {notes}\n")
+    return os.path.join(RESULTS_DIR, f"{name}.json")

@@ -1,0 +1,26 @@
+"""Feature keys and split names: the one place every other file takes them from.
+
+Raw keys follow the TF-slim ImageNet TFRecord layout (S4L_SPEC section 1.2) with labels
+0-based (normalised once, at ingestion). Transformed keys are free of "/".
+"""
+
+IMAGE_KEY = "image/encoded"
+FORMAT_KEY = "image/format"
+LABEL_KEY = "image/class/label"
+FILENAME_KEY = "image/filename"
+CLASS_TEXT_KEY = "image/class/text"
+HEIGHT_KEY = "image/height"
+WIDTH_KEY = "image/width"
+
+# Outputs of the Transform graph.
+TRANSFORMED_IMAGE_KEY = "image"
+TRANSFORMED_LABEL_KEY = "label"
+
+# Split names of the Examples artifact built by S4LExampleGen.
+LABELLED_SPLIT = "labelled"
+UNLABELLED_SPLIT = "unlabelled"
+EVAL_SPLIT = "eval"
+SPLITS = (LABELLED_SPLIT, UNLABELLED_SPLIT, EVAL_SPLIT)
+
+# Written next to the split directories of the Examples artifact.
+SPLIT_STATS_FILE = "split_stats.json"

@@ -1,0 +1,56 @@
+"""Random training augmentations for the Trainer's tf.data pipeline (S4L_SPEC section 2.2).
+
+Deterministic ops come from modules/transform/image_ops.py, so train and eval share decoding
+and scaling. Pipelines: supervised 10 % = `inception_crop|resize|flip_lr|-1_to_1`; 1 % adds
+`hsvnoise` after the flip.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from modules.trainer.experiment import Experiment
+from modules.transform import image_ops
+
+
+def inception_crop(image: tf.Tensor, area_min: float = 0.05) -> tf.Tensor:
+    """Random crop of TF-slim's inception preprocessing, no resize.
+
+    The whole image is the box, so `min_object_covered=0.1` makes the effective area range
+    [max(0.1, area_min), 1]; aspect ratio (0.75, 1.33), 100 attempts, whole image as fallback.
+    """
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), min_object_covered=0.1,
+        aspect_ratio_range=(0.75, 1.33), area_range=(area_min, 1.0), max_attempts=100,
+        use_image_if_no_bounding_boxes=True)
+    return tf.slice(image, begin, size)
+
+
+def hsv_noise(image: tf.Tensor) -> tf.Tensor:
+    """S4L's `hsvnoise` on RGB in [0, 255]: hue shift +-0.1; S and V: x^(2^U(-2,2)) *
+    2^U(-0.5,0.5) + U(-0.1,0.1), each with its own draws; clipped to [0, 1] in HSV."""
+    hsv = tf.image.rgb_to_hsv(image / 255.0)
+    h, s, v = tf.unstack(hsv, axis=-1)
+    h = tf.math.floormod(1.0 + h + tf.random.uniform([], -0.1, 0.1), 1.0)
+
+    def jitter(x):
+        gamma = tf.pow(2.0, tf.random.uniform([], -2.0, 2.0))
+        gain = tf.pow(2.0, tf.random.uniform([], -0.5, 0.5))
+        return tf.pow(x, gamma) * gain + tf.random.uniform([], -0.1, 0.1)
+
+    hsv = tf.clip_by_value(tf.stack([h, jitter(s), jitter(v)], axis=-1), 0.0, 1.0)
+    return tf.image.hsv_to_rgb(hsv) * 255.0
+
+
+def train_preprocess(encoded: tf.Tensor, exp: Experiment) -> tf.Tensor:
+    """One encoded image -> float32 [S, S, 3] in [-1, 1] with the preset's augmentations."""
+    image = image_ops.decode(encoded)
+    if exp.inception_crop:
+        image = inception_crop(image, exp.crop_area_min)
+    # Bilinear, aspect ratio not kept: the original's `resize(224)`.
+    image = tf.image.resize(image, [exp.image_size, exp.image_size], method="bilinear")
+    if exp.flip_lr:
+        image = tf.image.random_flip_left_right(image)
+    if exp.hsvnoise:
+        image = hsv_noise(image)
+    return image_ops.to_minus1_1(image)

@@ -1,0 +1,220 @@
+"""The experiment schema: every number a run uses, as one frozen dataclass.
+
+Presets (pipeline/presets/) build an `Experiment`; the pipeline passes `to_dict()` to the
+Trainer as `custom_config["experiment"]`, so ML Metadata records every value and any change
+changes the Trainer's cache key. Field names follow the original S4L flags (S4L_SPEC App. A).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from typing import Any
+
+DATASETS = ("imagenet", "fashion_mnist", "synthetic")
+LABELS = ("1pct", "10pct")
+ARCHITECTURES = ("resnet50v2", "resnet_small_v2")
+STRATEGIES = ("default", "mirrored", "tpu")
+METHOD_LOSSES = ("supervised",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One S4L training configuration. Durations are in labelled epochs (spec section 5.2)."""
+
+    name: str = "supervised"
+    dataset: str = "imagenet"
+    labels: str = "10pct"
+    # Loss name -> weight; names are keys of methods.TERMS.
+    losses: dict[str, float] = dataclasses.field(default_factory=lambda: {"supervised": 1.0})
+    # Data and preprocessing (spec section 2).
+    num_classes: int = 1000
+    image_size: int = 224
+    resize_size: int = 256
+    inception_crop: bool = True
+    crop_area_min: float = 0.05
+    flip_lr: bool = True
+    hsvnoise: bool = False
+    cache_labelled: bool = False
+    shuffle_buffer: int = 10_000
+    # Model (spec section 3).
+    architecture: str = "resnet50v2"
+    filters_factor: int = 4
+    weight_decay: float = 1e-3
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    # Optimisation (spec section 5).
+    batch_size: int = 256
+    unsup_batch_mult: float = 0.0
+    lr: float = 0.1
+    lr_scale_batch_size: int = 256
+    lr_decay_factor: float = 0.1
+    momentum: float = 0.9
+    schedule_epochs: tuple[float, ...] = (5, 140, 160, 180, 200)
+    # 0 = the size of the labelled split, read from the data at training time.
+    num_labelled_examples: int = 0
+    # Evaluation, checkpoints and runtime.
+    eval_batch_size: int = 80
+    eval_every_epochs: int = 0  # 0 = evaluate once, at the end of training.
+    seed: int = 0
+    strategy: str = "default"
+    tpu_address: str = ""
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def unsup_batch_size(self) -> int:
+        return int(self.batch_size * self.unsup_batch_mult)
+
+    @property
+    def base_lr(self) -> float:
+        """`lr * B / lr_scale_batch_size`; a scale of 0 means the LR is absolute."""
+        if self.lr_scale_batch_size:
+            return self.lr * self.batch_size / self.lr_scale_batch_size
+        return self.lr
+
+    # ------------------------------------------------------------------ (de)serialisation
+
+    def replace(self, **changes: Any) -> Experiment:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["schedule_epochs"] = list(self.schedule_epochs)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Experiment:
+        """Builds an Experiment; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown experiment field(s) {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        if "schedule_epochs" in values:
+            values["schedule_epochs"] = tuple(float(v) for v in values["schedule_epochs"])
+        if "losses" in values:
+            values["losses"] = {str(k): float(v) for k, v in values["losses"].items()}
+        return cls(**values)
+
+    def with_overrides(self, overrides: dict[str, str]) -> Experiment:
+        """Applies `field=value` strings from the command line, parsed by the field's type."""
+        hints = typing.get_type_hints(Experiment)
+        changes: dict[str, Any] = {}
+        for key, text in overrides.items():
+            if key not in hints:
+                raise ValueError(f"unknown experiment field {key!r} in override {key}={text}")
+            changes[key] = _parse(hints[key], key, text)
+        return self.replace(**changes)
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self) -> Experiment:
+        """Raises ValueError naming the preset and the field when a value is invalid."""
+        def fail(field: str, why: str) -> None:
+            raise ValueError(f"experiment {self.name!r}: {field}={getattr(self, field)!r} {why}")
+
+        if self.dataset not in DATASETS:
+            fail("dataset", f"is not one of {DATASETS}")
+        if self.architecture not in ARCHITECTURES:
+            fail("architecture", f"is not one of {ARCHITECTURES}")
+        if self.strategy not in STRATEGIES:
+            fail("strategy", f"is not one of {STRATEGIES}")
+        if self.strategy == "tpu" and not self.tpu_address:
+            fail("tpu_address", "must name the TPU when strategy='tpu'")
+        if not self.losses:
+            fail("losses", "must name at least one loss")
+        for name, weight in self.losses.items():
+            if name not in METHOD_LOSSES:
+                fail("losses", f"has unknown loss {name!r}; known: {METHOD_LOSSES}")
+            if weight < 0:
+                fail("losses", f"has a negative weight for {name!r}")
+        for field in ("num_classes", "image_size", "resize_size", "batch_size",
+                      "eval_batch_size", "filters_factor", "shuffle_buffer"):
+            if getattr(self, field) < 1:
+                fail(field, "must be >= 1")
+        if self.resize_size < self.image_size:
+            fail("resize_size", f"must be >= image_size ({self.image_size})")
+        if not 0 < self.crop_area_min <= 1:
+            fail("crop_area_min", "must be in (0, 1]")
+        if self.unsup_batch_mult < 0:
+            fail("unsup_batch_mult", "must be >= 0")
+        if not 0 <= self.bn_momentum < 1:
+            fail("bn_momentum", "must be in [0, 1)")
+        if self.lr <= 0 or self.weight_decay < 0 or self.lr_scale_batch_size < 0:
+            fail("lr", "must be > 0 (and weight_decay, lr_scale_batch_size >= 0)")
+        schedule = self.schedule_epochs
+        if len(schedule) < 2 or list(schedule) != sorted(schedule) or schedule[0] < 0:
+            fail("schedule_epochs", "must be sorted epochs (warm-up, decays..., total)")
+        if schedule[-1] <= 0 or not math.isclose(schedule[-1], round(schedule[-1])):
+            fail("schedule_epochs", "must end with a positive whole number of epochs")
+        if self.num_labelled_examples < 0:
+            fail("num_labelled_examples", "must be >= 0 (0 = size of the labelled split)")
+        return self
+
+
+def _parse(hint: Any, key: str, text: str) -> Any:
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes")
+        if hint in (int, float, str):
+            return hint(text)
+        if origin is tuple:
+            return tuple(float(v) for v in text.split(",") if v)
+        if origin is dict:
+            pairs = (item.split(":") for item in text.split(",") if item)
+            return {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        raise ValueError(f"override {key}={text!r}: cannot parse as {hint}") from None
+    raise ValueError(f"override {key}: unsupported type {hint}")
+
+
+def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
+    """The dataset-dependent base of every preset: resolution, backbone, classes, batch.
+
+    ImageNet values are the original configs' (spec section 5.3). Fashion-MNIST and
+    `synthetic` apply one scaling rule for this 2-core CPU: 32x32 inputs, the small
+    pre-activation ResNet, BN momentum 0.9 (moving statistics converge in short runs,
+    TFX_NOTES section 3), half the labelled batch.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    if labels not in LABELS:
+        raise ValueError(f"unknown labels {labels!r}; choose one of {LABELS}")
+    if dataset == "imagenet":
+        return Experiment(dataset=dataset, labels=labels,
+                          num_labelled_examples=128_000 if labels == "10pct" else 13_000)
+    small = Experiment(
+        dataset=dataset, labels=labels, num_classes=10, image_size=32, resize_size=32,
+        architecture="resnet_small_v2", bn_momentum=0.9, batch_size=128,
+        eval_batch_size=500, cache_labelled=True, crop_area_min=0.25)
+    if dataset == "synthetic":
+        return small.replace(batch_size=16, eval_batch_size=32, filters_factor=1,
+                             shuffle_buffer=256)
+    return small
+
+
+# Fraction of the original schedule (in labelled epochs) that the CPU data sets train for.
+SCHEDULE_SCALE = {"imagenet": 1.0, "fashion_mnist": 0.15, "synthetic": 0.01}
+
+
+def scale_for_dataset(exp: Experiment) -> Experiment:
+    """Applies the dataset's schedule scale to a preset's ImageNet schedule.
+
+    Every entry (warm-up, decays, total) is multiplied by SCHEDULE_SCALE[dataset]; the total
+    is rounded to whole epochs. ImageNet presets are returned unchanged.
+    """
+    factor = SCHEDULE_SCALE[exp.dataset]
+    if factor == 1.0:
+        return exp
+    scaled = [e * factor for e in exp.schedule_epochs]
+    scaled[-1] = max(1, round(scaled[-1]))
+    return exp.replace(schedule_epochs=tuple(scaled))

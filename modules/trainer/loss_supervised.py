@@ -1,0 +1,19 @@
+"""Supervised classification loss (S4L_SPEC section 4.1): CE of `classes_sup` against y."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from modules.trainer.experiment import Experiment
+
+
+def supervised_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Per-example sparse softmax cross-entropy: [N, K] logits, [N] labels -> [N]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
+
+
+def term(outputs: dict[str, tf.Tensor], batch: dict, exp: Experiment) -> tf.Tensor:
+    """The supervised term on the labelled half of the shared forward pass: [B]."""
+    del exp
+    return supervised_loss(outputs["classes_sup"], batch["labelled"]["label"])

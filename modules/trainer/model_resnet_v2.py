@@ -1,0 +1,106 @@
+"""Pre-activation ResNet v2 backbones and linear heads, exactly as S4L_SPEC section 3.
+
+* `resnet50v2`: bottleneck units (3, 4, 6, 3), base width 16 * filters_factor (ff=4: vanilla
+  ResNet-50 v2, ff=16: the 4x wider MOAM network). Root: zero-pad 3, 7x7/2 conv (VALID, no
+  bias, no BN/ReLU), zero-pad 1, 3x3/2 max-pool over the *zero* padding.
+* `resnet_small_v2`: the same units for 32x32 CPU runs: (2, 2, 2) units, base width
+  4 * filters_factor, a 3x3/1 root conv and no max-pool.
+
+Explicit symmetric zero padding + VALID everywhere: Keras `padding="same"` with stride 2 pads
+asymmetrically and would shift features (spec section 10.3). Weight decay is `l2(wd / 2)` on
+every conv and head kernel (TF1's l2_regularizer is wd * sum(w^2) / 2), none on biases or BN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tf_keras as keras
+from tf_keras import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class _Arch:
+    units: tuple[int, ...]
+    strides: tuple[int, ...]
+    base_per_ff: int
+    root_kernel: int
+    root_stride: int
+    max_pool: bool
+
+
+_ARCHS = {
+    "resnet50v2": _Arch((3, 4, 6, 3), (1, 2, 2, 2), 16, 7, 2, True),
+    "resnet_small_v2": _Arch((2, 2, 2), (1, 2, 2), 4, 3, 1, False),
+}
+
+
+class _Builder:
+    def __init__(self, weight_decay: float, bn_momentum: float, bn_epsilon: float):
+        self._reg = keras.regularizers.l2(weight_decay / 2.0) if weight_decay else None
+        self._bn_momentum = bn_momentum
+        self._bn_epsilon = bn_epsilon
+
+    def conv(self, x, filters: int, kernel: int, stride: int, name: str):
+        if kernel > 1:
+            x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        return layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False,
+                             kernel_regularizer=self._reg, name=name)(x)
+
+    def bn_relu(self, x, name: str):
+        x = layers.BatchNormalization(momentum=self._bn_momentum, epsilon=self._bn_epsilon,
+                                      name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    def unit(self, x, filters: int, stride: int, name: str):
+        """Bottleneck v2 unit; the stride sits in the 3x3 conv (spec section 3.1)."""
+        preact = self.bn_relu(x, f"{name}_preact")
+        if stride > 1 or x.shape[-1] != filters:
+            # Projection of the *pre-activated* input, no BN (spec section 3.1 step 2).
+            shortcut = self.conv(preact, filters, 1, stride, f"{name}_proj")
+        else:
+            shortcut = x
+        mid = filters // 4
+        r = self.conv(preact, mid, 1, 1, f"{name}_conv1")
+        r = self.bn_relu(r, f"{name}_conv1")
+        r = self.conv(r, mid, 3, stride, f"{name}_conv2")
+        r = self.bn_relu(r, f"{name}_conv2")
+        r = self.conv(r, filters, 1, 1, f"{name}_conv3")
+        return layers.Add(name=f"{name}_add")([r, shortcut])
+
+
+def build_backbone(architecture: str = "resnet50v2", filters_factor: int = 4,
+                   weight_decay: float = 1e-4, bn_momentum: float = 0.99,
+                   bn_epsilon: float = 1e-3, image_size: int | None = None) -> keras.Model:
+    """Builds the backbone as a functional model: images [N, H, W, 3] in [-1, 1] -> endpoints.
+
+    Returns:
+      A model whose output is a dict with `after_root`, `block1`..`blockK` (feature maps) and
+      `pre_logits` ([N, C], the representation after the final BN, ReLU and global pool).
+    """
+    if architecture not in _ARCHS:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(_ARCHS)}")
+    arch = _ARCHS[architecture]
+    build = _Builder(weight_decay, bn_momentum, bn_epsilon)
+    base = arch.base_per_ff * filters_factor
+    images = keras.Input([image_size, image_size, 3], name="image")
+    x = build.conv(images, base, arch.root_kernel, arch.root_stride, "root_conv")
+    if arch.max_pool:
+        # Max-pool over zero padding, as the original (the conv output is pre-BN, can be < 0).
+        x = layers.ZeroPadding2D(1, name="root_pool_pad")(x)
+        x = layers.MaxPool2D(3, strides=2, padding="valid", name="root_pool")(x)
+    endpoints = {"after_root": x}
+    for stage, (units, stride) in enumerate(zip(arch.units, arch.strides, strict=True), 1):
+        filters = 4 * base * 2 ** (stage - 1)
+        for unit in range(1, units + 1):
+            x = build.unit(x, filters, stride if unit == 1 else 1, f"block{stage}_unit{unit}")
+        endpoints[f"block{stage}"] = x
+    x = build.bn_relu(x, "final")
+    endpoints["pre_logits"] = layers.GlobalAveragePooling2D(name="pre_logits")(x)
+    return keras.Model(images, endpoints, name=f"{architecture}_ff{filters_factor}")
+
+
+def build_head(units: int, name: str, weight_decay: float) -> layers.Dense:
+    """A linear head on pre_logits (the original's 1x1 conv with bias on [N, 1, 1, C])."""
+    reg = keras.regularizers.l2(weight_decay / 2.0) if weight_decay else None
+    return layers.Dense(units, kernel_regularizer=reg, name=name)

@@ -1,0 +1,53 @@
+"""Trainer module: `run_fn`, the entry point TFX's Trainer calls (S4L_SPEC sections 3-5).
+
+`fn_args.train_files` holds one glob per training split, in order: `labelled`,
+`unlabelled` (TrainArgs(splits=[...]), TFX_NOTES section 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from tfx import v1 as tfx
+
+from modules.trainer import data, export, training
+from modules.trainer.experiment import Experiment
+
+
+def resume_dir(fn_args: tfx.components.FnArgs, exp: Experiment) -> str:
+    """A backup directory that is the same for every attempt at the same training job.
+
+    Each Trainer execution gets a new model_run_dir, so a run killed mid-training and started
+    again resumes from here (keyed by the experiment and its inputs) instead of from step 0.
+    """
+    key = hashlib.sha256(json.dumps(
+        [exp.to_json(), list(fn_args.train_files), fn_args.transform_output]).encode())
+    component_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
+    return os.path.join(component_dir, "resume", key.hexdigest()[:16])
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    exp = Experiment.from_dict(fn_args.custom_config["experiment"]).validate()
+    if exp.num_labelled_examples == 0:
+        counts = data.split_stats(fn_args.train_files[0])["splits"]
+        exp = exp.replace(num_labelled_examples=counts["labelled"]["count"])
+    keras.utils.set_random_seed(exp.seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    strategy = training.make_strategy(exp)
+    train_ds = data.train_dataset(fn_args.train_files, exp)
+    eval_ds = data.eval_dataset(fn_args.eval_files[0], tf_transform_output, exp.eval_batch_size)
+    model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir,
+                         resume_dir(fn_args, exp), strategy)
+    final = model.evaluate(eval_ds, verbose=0, return_dict=True)
+    logging.info("Final eval of %s: top-1 %.4f, top-5 %.4f", exp.name, final["top1"],
+                 final["top5"])
+    export.save_serving_model(model, fn_args.serving_model_dir, tf_transform_output)
+    export.save_hub_modules(model, export.hub_dir(fn_args.serving_model_dir))
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "experiment.json"), "w") as f:
+        f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final}, indent=1))

@@ -1,0 +1,128 @@
+"""The S4L Keras model with its custom train step, the distribution strategy, and `fit`.
+
+The train step sums `weight * compute_average_loss(term)` over `exp.losses` and adds the L2
+penalty (kept out of the logged losses, as the original, S4L_SPEC section 3.3). Keras SGD
+folds the LR into the velocity (v <- 0.9 v - lr g) where TF1's MomentumOptimizer scales the
+accumulator at apply time: identical while the LR is constant, a tiny difference right after
+each x0.1 decay (spec section 5.1); we accept it rather than maintain a custom optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from modules.trainer import methods, model_resnet_v2, schedules
+from modules.trainer.experiment import Experiment
+
+
+class S4LModel(keras.Model):
+    """Backbone + linear heads; `call` returns {"pre_logits", "classes", ...} for images."""
+
+    def __init__(self, exp: Experiment, **kwargs):
+        super().__init__(**kwargs)
+        self.exp = exp
+        self.backbone = model_resnet_v2.build_backbone(
+            exp.architecture, exp.filters_factor, exp.weight_decay, exp.bn_momentum,
+            exp.bn_epsilon)
+        self.classes_head = model_resnet_v2.build_head(exp.num_classes, "classes",
+                                                       exp.weight_decay)
+        self.lr_schedule = schedules.learning_rate(exp)
+        self.loss_trackers = {name: keras.metrics.Mean(f"{name}_loss") for name in exp.losses}
+        self.total_tracker = keras.metrics.Mean("total_loss")
+        self.top1 = keras.metrics.SparseCategoricalAccuracy("top1")
+        self.top5 = keras.metrics.SparseTopKCategoricalAccuracy(5, "top5")
+
+    def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+        pre_logits = self.backbone(images, training=training)["pre_logits"]
+        return {"pre_logits": pre_logits, "classes": self.classes_head(pre_logits)}
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5]
+
+    def train_step(self, batch: dict) -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            outputs = methods.forward(self, batch, training=True)
+            total = tf.zeros([], tf.float32)
+            for name, weight in self.exp.losses.items():
+                loss = tf.nn.compute_average_loss(methods.TERMS[name](outputs, batch, self.exp))
+                self.loss_trackers[name].update_state(loss)
+                total += weight * loss
+            penalty = tf.nn.scale_regularization_loss(tf.add_n(self.losses)) if self.losses else 0.0
+            objective = total + penalty
+        gradients = tape.gradient(objective, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=False))
+        self.total_tracker.update_state(total)
+        self.top1.update_state(batch["labelled"]["label"], outputs["classes_sup"])
+        self.top5.update_state(batch["labelled"]["label"], outputs["classes_sup"])
+        logs = {m.name: m.result() for m in self.metrics}
+        logs["lr"] = self.lr_schedule(self.optimizer.iterations)
+        return logs
+
+    def test_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        images, labels = data
+        logits = self(images, training=False)["classes"]
+        self.top1.update_state(labels, logits)
+        self.top5.update_state(labels, logits)
+        return {"top1": self.top1.result(), "top5": self.top5.result()}
+
+
+def make_strategy(exp: Experiment) -> tf.distribute.Strategy:
+    """The configured strategy; checks that the batch divides across its replicas."""
+    if exp.strategy == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=exp.tpu_address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    elif exp.strategy == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    for field in ("batch_size", "unsup_batch_size"):
+        value = getattr(exp, field)
+        if value % replicas:
+            raise ValueError(f"experiment {exp.name!r}: {field}={value} does not divide across "
+                             f"{replicas} replicas of the {exp.strategy} strategy")
+    return strategy
+
+
+def build_model(exp: Experiment) -> S4LModel:
+    """An S4LModel with its SGD optimizer, built (variables created) for exp.image_size."""
+    model = S4LModel(exp)
+    model.compile(optimizer=keras.optimizers.SGD(
+        learning_rate=schedules.learning_rate(exp), momentum=exp.momentum))
+    model(np.zeros([1, exp.image_size, exp.image_size, 3], np.float32))
+    return model
+
+
+def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None,
+        log_dir: str, backup_dir: str, strategy: tf.distribute.Strategy) -> S4LModel:
+    """Trains for the schedule's total steps; resumes from `backup_dir` after a kill."""
+    steps_per_epoch = schedules.steps_per_epoch(exp)
+    epochs = math.ceil(schedules.total_steps(exp) / steps_per_epoch)
+    with strategy.scope():
+        model = build_model(exp)
+    logging.info("Training %s: %d epochs x %d steps, batch %d (+%d unlabelled), base LR %g",
+                 exp.name, epochs, steps_per_epoch, exp.batch_size, exp.unsup_batch_size,
+                 exp.base_lr)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir),
+        keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    validation = {}
+    if eval_ds is not None and exp.eval_every_epochs > 0:
+        validation = {"validation_data": eval_ds, "validation_freq": exp.eval_every_epochs}
+    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                        callbacks=callbacks, verbose=2, **validation)
+    losses = history.history.get("total_loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise FloatingPointError(
+            f"training of {exp.name!r} diverged: total loss {losses[-1]} at epoch {len(losses)}")
+    return model

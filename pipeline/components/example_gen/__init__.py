@@ -1,0 +1,1 @@
+"""S4LExampleGen: converts a data source and builds the labelled/unlabelled/eval splits."""

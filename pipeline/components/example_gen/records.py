@@ -1,0 +1,89 @@
+"""Validation of raw records and their conversion to canonical tf.Examples.
+
+A record is accepted when its label is in range and Pillow fully decodes its image. JPEG and
+PNG files in grayscale or RGB are kept byte for byte; any other decodable image (GIF, BMP,
+CMYK or RGBA JPEG/PNG, 16-bit PNG) is re-encoded as RGB PNG so that every later stage
+(TF's decoders, Transform, serving) sees a format it handles the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import tensorflow as tf
+from PIL import Image
+
+from modules import features
+from pipeline.components.example_gen.sources import RawRecord
+
+_KEEP_FORMATS = {"JPEG": "JPEG", "PNG": "PNG"}
+_KEEP_MODES = {"L", "RGB"}
+MAX_PIXELS = 100_000_000  # Guards against decompression bombs; ~10k x 10k.
+
+
+class RecordError(ValueError):
+    """A record that is rejected; the message names its origin and the problem."""
+
+
+def to_example(record: RawRecord, num_classes: int, class_names: list[str]) -> tf.train.Example:
+    """Validates `record` and returns its canonical tf.Example.
+
+    Raises:
+      RecordError: the label is missing or out of range, or the image does not decode.
+    """
+    if record.label is None:
+        raise RecordError(f"{record.origin} ({record.filename}): missing label")
+    if not 0 <= record.label < num_classes:
+        raise RecordError(
+            f"{record.origin} ({record.filename}): label {record.label} outside [0, {num_classes})"
+        )
+    if not record.encoded:
+        raise RecordError(f"{record.origin} ({record.filename}): missing or empty image/encoded")
+    encoded, image_format, height, width = _normalise_image(record)
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: _bytes(encoded),
+        features.FORMAT_KEY: _bytes(image_format.encode()),
+        features.LABEL_KEY: _int(record.label),
+        features.FILENAME_KEY: _bytes(record.filename.encode()),
+        features.CLASS_TEXT_KEY: _bytes(class_names[record.label].encode()),
+        features.HEIGHT_KEY: _int(height),
+        features.WIDTH_KEY: _int(width),
+    }))
+
+
+def _normalise_image(record: RawRecord) -> tuple[bytes, str, int, int]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(record.encoded))
+            image_format = image.format
+            if image.width * image.height > MAX_PIXELS:
+                raise RecordError(
+                    f"{record.origin} ({record.filename}): image of {image.width}x{image.height}"
+                    f" exceeds {MAX_PIXELS} pixels"
+                )
+            image.load()  # Full decode: catches truncated files that open() accepts.
+    except RecordError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad data.
+        raise RecordError(
+            f"{record.origin} ({record.filename}): not a decodable image ({type(e).__name__}: {e})"
+        ) from None
+    if image_format in _KEEP_FORMATS and image.mode in _KEEP_MODES:
+        return record.encoded, _KEEP_FORMATS[image_format], image.height, image.width
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue(), "PNG", image.height, image.width
+
+
+def _bytes(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))

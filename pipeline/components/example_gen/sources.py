@@ -1,0 +1,292 @@
+"""Readers that stream raw records out of the supported data sources.
+
+Every reader yields `RawRecord`s one at a time, so memory does not grow with the data set.
+Sources:
+  * `fashion_mnist`: the IDX files (gzipped or not) of Fashion-MNIST, e.g. Debian's
+    dataset-fashion-mnist in /usr/share/datasets/fashion-mnist.
+  * `image_folder`: `<root>/train/<class>/<image>` and `<root>/test/<class>/<image>`.
+  * `imagenet_tfrecords`: slim-built ImageNet shards (`train-*`, `validation-*`) or the
+    tensor2tensor names S4L used (`image_imagenet-train-*`, `image_imagenet-dev-*`), with
+    1-based labels that are shifted to 0-based here, once (S4L_SPEC section 1.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import io
+import os
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "t-shirt_top", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle_boot",
+)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+TRAIN, TEST = "train", "test"
+
+
+class SourceError(ValueError):
+    """A data source that cannot be read at all (missing files, wrong layout)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RawRecord:
+    """One image as read from a source, before validation.
+
+    Attributes:
+      encoded: The image file bytes, or None where the source record has none.
+      label: 0-based class id, or None where the source record has none.
+      filename: Base name that identifies the image (label maps match on it).
+      origin: Where the record came from, e.g. "train-00001-of-01024 record 17".
+    """
+
+    encoded: bytes | None
+    label: int | None
+    filename: str
+    origin: str
+
+
+class DataSource:
+    """A data set with a `train` and a `test` part and a fixed class list."""
+
+    name = "abstract"
+
+    def class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def records(self, part: str) -> Iterator[RawRecord]:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Sizes and mtimes of the source files: changes when the data changes."""
+        parts = []
+        for path in sorted(self._files()):
+            st = os.stat(path)
+            parts.append(f"{path}:{st.st_size}:{int(st.st_mtime)}")
+        return str(abs(hash_text("\n".join(parts))))
+
+    def _files(self) -> list[str]:
+        raise NotImplementedError
+
+
+def hash_text(text: str) -> int:
+    """A stable 63-bit hash (Python's hash() is salted per process)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+# ---------------------------------------------------------------------------- Fashion-MNIST
+
+
+def _open_maybe_gz(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def _find_idx(directory: str, stem: str) -> str:
+    for name in (stem + ".gz", stem):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return path
+    raise SourceError(
+        f"Fashion-MNIST file {stem}[.gz] not found in {directory!r}; install Debian's "
+        "dataset-fashion-mnist (./setup.sh does) or pass --data_path"
+    )
+
+
+def _idx_header(stream, path: str, magic: int, ndim: int) -> tuple[int, ...]:
+    header = stream.read(4 + 4 * ndim)
+    if len(header) != 4 + 4 * ndim:
+        raise SourceError(f"{path}: truncated IDX header")
+    got_magic, *dims = struct.unpack(">I" + "I" * ndim, header)
+    if got_magic != magic:
+        raise SourceError(f"{path}: bad IDX magic number {got_magic:#x}, expected {magic:#x}")
+    return tuple(dims)
+
+
+class FashionMnistSource(DataSource):
+    """Fashion-MNIST from its IDX files; images are re-encoded as 28x28 grayscale PNG."""
+
+    name = "fashion_mnist"
+    _STEMS = {TRAIN: "train", TEST: "t10k"}
+
+    def __init__(self, directory: str = FASHION_MNIST_DIR):
+        self.directory = directory or FASHION_MNIST_DIR
+        for part in self._STEMS:
+            self._paths(part)  # Fail early, naming the missing file.
+
+    def _paths(self, part: str) -> tuple[str, str]:
+        stem = self._STEMS[part]
+        return (
+            _find_idx(self.directory, f"{stem}-images-idx3-ubyte"),
+            _find_idx(self.directory, f"{stem}-labels-idx1-ubyte"),
+        )
+
+    def _files(self) -> list[str]:
+        return [p for part in self._STEMS for p in self._paths(part)]
+
+    def class_names(self) -> list[str]:
+        return list(FASHION_MNIST_CLASSES)
+
+    def records(self, part: str) -> Iterator[RawRecord]:
+        image_path, label_path = self._paths(part)
+        with _open_maybe_gz(image_path) as images, _open_maybe_gz(label_path) as labels:
+            count, rows, cols = _idx_header(images, image_path, 0x803, 3)
+            (label_count,) = _idx_header(labels, label_path, 0x801, 1)
+            if count != label_count:
+                raise SourceError(
+                    f"{image_path} holds {count} images but {label_path} {label_count} labels"
+                )
+            size = rows * cols
+            stem = self._STEMS[part]
+            for index in range(count):
+                pixels = images.read(size)
+                label = labels.read(1)
+                origin = f"{os.path.basename(image_path)} record {index}"
+                if len(pixels) != size or len(label) != 1:
+                    raise SourceError(f"{origin}: file ends early (header says {count} records)")
+                array = np.frombuffer(pixels, dtype=np.uint8).reshape(rows, cols)
+                buffer = io.BytesIO()
+                Image.fromarray(array, mode="L").save(buffer, format="PNG")
+                yield RawRecord(buffer.getvalue(), label[0], f"{stem}_{index:05d}.png", origin)
+
+
+# ---------------------------------------------------------------------------- image folder
+
+
+class ImageFolderSource(DataSource):
+    """`<root>/{train,test}/<class name>/<image>`; classes are the sorted train sub-folders."""
+
+    name = "image_folder"
+
+    def __init__(self, root: str):
+        if not root or not os.path.isdir(root):
+            raise SourceError(f"image folder {root!r} does not exist")
+        self.root = root
+        for part in (TRAIN, TEST):
+            if not os.path.isdir(os.path.join(root, part)):
+                raise SourceError(
+                    f"image folder {root!r} has no {part!r} sub-folder; expected "
+                    f"{root}/train/<class>/<image> and {root}/test/<class>/<image>"
+                )
+        self._classes = sorted(
+            d for d in os.listdir(os.path.join(root, TRAIN))
+            if os.path.isdir(os.path.join(root, TRAIN, d))
+        )
+        if not self._classes:
+            raise SourceError(f"{root}/train has no class sub-folders")
+        unknown = sorted(
+            set(d for d in os.listdir(os.path.join(root, TEST))
+                if os.path.isdir(os.path.join(root, TEST, d))) - set(self._classes)
+        )
+        if unknown:
+            raise SourceError(f"{root}/test has classes that train lacks: {unknown[:10]}")
+
+    def class_names(self) -> list[str]:
+        return list(self._classes)
+
+    def _listing(self, part: str) -> Iterator[tuple[str, int]]:
+        for label, name in enumerate(self._classes):
+            folder = os.path.join(self.root, part, name)
+            if not os.path.isdir(folder):
+                continue
+            for entry in sorted(os.listdir(folder)):
+                if entry.lower().endswith(IMAGE_EXTENSIONS):
+                    yield os.path.join(folder, entry), label
+
+    def _files(self) -> list[str]:
+        return [path for part in (TRAIN, TEST) for path, _ in self._listing(part)]
+
+    def records(self, part: str) -> Iterator[RawRecord]:
+        for path, label in self._listing(part):
+            with open(path, "rb") as f:
+                encoded = f.read()
+            rel = os.path.relpath(path, self.root)
+            yield RawRecord(encoded, label, os.path.basename(path), rel)
+
+
+# ---------------------------------------------------------------------------- slim TFRecords
+
+_TRAIN_PATTERNS = ("train-*-of-*", "image_imagenet-train-*-of-*")
+_TEST_PATTERNS = ("validation-*-of-*", "image_imagenet-dev-*-of-*")
+
+
+class SlimTFRecordSource(DataSource):
+    """ImageNet-format TFRecords; `label_offset` (1 for slim) is subtracted at ingestion."""
+
+    name = "imagenet_tfrecords"
+
+    def __init__(self, directory: str, num_classes: int = 1000, label_offset: int = 1):
+        if not directory or not os.path.isdir(directory):
+            raise SourceError(f"TFRecord directory {directory!r} does not exist")
+        self.directory = directory
+        self.num_classes = num_classes
+        self.label_offset = label_offset
+        for part in (TRAIN, TEST):
+            if not self._shards(part):
+                patterns = _TRAIN_PATTERNS if part == TRAIN else _TEST_PATTERNS
+                raise SourceError(f"no {part} shards matching {patterns} in {directory!r}")
+
+    def _shards(self, part: str) -> list[str]:
+        patterns = _TRAIN_PATTERNS if part == TRAIN else _TEST_PATTERNS
+        for pattern in patterns:
+            found = sorted(glob.glob(os.path.join(self.directory, pattern)))
+            if found:
+                return found
+        return []
+
+    def _files(self) -> list[str]:
+        return self._shards(TRAIN) + self._shards(TEST)
+
+    def class_names(self) -> list[str]:
+        return [f"class_{i}" for i in range(self.num_classes)]
+
+    def records(self, part: str) -> Iterator[RawRecord]:
+        import tensorflow as tf
+
+        for shard in self._shards(part):
+            base = os.path.basename(shard)
+            dataset = tf.data.TFRecordDataset(shard)
+            for index, serialized in enumerate(dataset.as_numpy_iterator()):
+                origin = f"{base} record {index}"
+                try:
+                    example = tf.train.Example.FromString(serialized)
+                except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError subclasses.
+                    yield RawRecord(None, None, f"{base}#{index}",
+                                    f"{origin} (not a tf.Example: {e})")
+                    continue
+                feature = example.features.feature
+                encoded = _first_bytes(feature, "image/encoded")
+                filename = _first_bytes(feature, "image/filename")
+                labels = feature["image/class/label"].int64_list.value if (
+                    "image/class/label" in feature) else []
+                label = int(labels[0]) - self.label_offset if labels else None
+                name = filename.decode("utf-8", "replace") if filename else f"{base}#{index}"
+                yield RawRecord(encoded, label, name, origin)
+
+
+def _first_bytes(feature, key: str) -> bytes | None:
+    if key not in feature or not feature[key].bytes_list.value:
+        return None
+    return feature[key].bytes_list.value[0]
+
+
+def make_source(kind: str, path: str, num_classes: int = 1000, label_offset: int = 1) -> DataSource:
+    """Returns the reader for `kind` (one of SOURCES) over `path`."""
+    if kind == FashionMnistSource.name:
+        return FashionMnistSource(path)
+    if kind == ImageFolderSource.name:
+        return ImageFolderSource(path)
+    if kind == SlimTFRecordSource.name:
+        return SlimTFRecordSource(path, num_classes=num_classes, label_offset=label_offset)
+    raise SourceError(f"unknown data source {kind!r}; choose one of {SOURCES}")
+
+
+SOURCES = (FashionMnistSource.name, ImageFolderSource.name, SlimTFRecordSource.name)

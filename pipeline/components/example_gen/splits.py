@@ -1,0 +1,100 @@
+"""Which training images are labelled: a seeded class-balanced sample, or an S4L label map.
+
+The sample is defined by hashing (seed, filename, position) and keeping, per class, the images
+with the smallest hashes. It needs one number per training image, not the images, and the same
+seed always gives the same subset, whatever machine or process runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable
+
+
+class SplitError(ValueError):
+    """The labelled subset cannot be built as asked."""
+
+
+def check_fraction(fraction: float) -> float:
+    """Returns `fraction` if it is in (0, 1], else raises SplitError."""
+    if not 0.0 < fraction <= 1.0:
+        raise SplitError(f"labelled fraction must be in (0, 1], got {fraction}")
+    return fraction
+
+
+def per_class_target(fraction: float, num_train: int, num_classes: int) -> int:
+    """Images per class for a class-balanced subset of `fraction` of `num_train` images.
+
+    Like the paper's subsets (128 per class for 10 % of ImageNet), every class gets the same
+    count; at least one image per class.
+    """
+    check_fraction(fraction)
+    return max(1, round(fraction * num_train / num_classes))
+
+
+def sample_key(seed: int, filename: str, position: int) -> int:
+    digest = hashlib.sha256(f"{seed}\x00{filename}\x00{position}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+class BalancedSampler:
+    """Streams (position, filename, label) and keeps the `per_class` smallest keys per class."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.class_counts: Counter = Counter()
+        self._keys: list[tuple[int, int, int]] = []  # (key, position, label)
+
+    def add(self, position: int, filename: str, label: int) -> None:
+        self.class_counts[label] += 1
+        self._keys.append((sample_key(self.seed, filename, position), position, label))
+
+    def select(self, fraction: float, num_classes: int) -> set[int]:
+        """Returns the positions of the labelled images."""
+        target = per_class_target(fraction, sum(self.class_counts.values()), num_classes)
+        by_class: dict[int, list[tuple[int, int]]] = {}
+        for key, position, label in self._keys:
+            by_class.setdefault(label, []).append((key, position))
+        chosen: set[int] = set()
+        for items in by_class.values():
+            chosen.update(position for _, position in heapq.nsmallest(target, items))
+        return chosen
+
+
+def load_label_map(path: str) -> set[str]:
+    """Reads an S4L label-map file: one line of JSON, {"values": [<image file name>, ...]}."""
+    if not os.path.isfile(path):
+        raise SplitError(f"label-map file {path!r} does not exist")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        values = json.loads(text)["values"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise SplitError(
+            f"label-map file {path!r} is not S4L's format {{\"values\": [file names]}}: {e}"
+        ) from None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise SplitError(f"label-map file {path!r}: 'values' must be a list of file names")
+    names = set(values)
+    if not names:
+        raise SplitError(f"label-map file {path!r} lists no images")
+    if len(names) != len(values):
+        raise SplitError(
+            f"label-map file {path!r} lists {len(values) - len(names)} file names twice"
+        )
+    return names
+
+
+def check_label_map_matches(path: str, names: set[str], found: Iterable[str]) -> list[str]:
+    """Raises if no listed image was found; returns the listed names that were not found."""
+    missing = sorted(names - set(found))
+    if len(missing) == len(names):
+        raise SplitError(
+            f"label-map file {path!r} names no image of the training data "
+            f"(e.g. {missing[:3]}); does it belong to this data set?"
+        )
+    return missing

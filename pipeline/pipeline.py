@@ -1,0 +1,112 @@
+"""`create_pipeline(...)`: the S4L TFX graph that every runner shares.
+
+S4LExampleGen -> StatisticsGen -> (ImportSchemaGen) -> ExampleValidator
+              -> Transform -> Trainer -> Evaluator (vs latest blessed) -> Pusher
+"""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from modules import features
+from modules.trainer.experiment import Experiment
+from pipeline.components.example_gen.component import S4LExampleGen
+from pipeline.config import DataConfig, EvalConfig
+
+
+def eval_config(thresholds: EvalConfig) -> tfma.EvalConfig:
+    """TFMA top-1/top-5 overall and per class; thresholds on the overall slice only
+    (a MetricConfig threshold would apply to every class slice, TFX_NOTES section 3)."""
+    overall = tfma.SlicingSpec()
+    top1_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_top1}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -thresholds.max_top1_drop}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default",
+                                    label_key=features.LABEL_KEY,
+                                    prediction_key="probabilities")],
+        slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            # Thresholds on the MetricConfig, not the MetricsSpec: TFMA 0.47 keys MetricsSpec
+            # thresholds with example_weighted=None, which never matches computed metrics.
+            tfma.MetricConfig(
+                class_name="SparseCategoricalAccuracy",
+                per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                    slicing_specs=[overall], threshold=top1_threshold)]),
+            tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config='"k": 5'),
+        ])])
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data: DataConfig,
+    experiment: Experiment,
+    schema_path: str,
+    transform_module: str,
+    trainer_module: str,
+    push_destination: str,
+    thresholds: EvalConfig | None = None,
+    materialize: bool = False,
+    enable_cache: bool = True,
+    metadata_connection_config=None,
+    beam_pipeline_args: list[str] | None = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the pipeline; validates the experiment first so bad settings fail before any
+    work starts."""
+    experiment.validate()
+    thresholds = thresholds or EvalConfig()
+    example_gen = S4LExampleGen(
+        source=data.source, data_path=data.data_path,
+        labelled_fraction=float(data.labelled_fraction), label_map_path=data.label_map_path,
+        seed=data.seed, exclude_labelled=int(data.exclude_labelled),
+        num_shards=data.num_shards, num_classes=data.num_classes,
+        label_offset=data.label_offset, source_fingerprint=data.fingerprint)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        module_file=transform_module, materialize=materialize,
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=[features.LABELLED_SPLIT],
+            transform=list(features.SPLITS) if materialize else []),
+        custom_config={"image_size": experiment.image_size,
+                       "resize_size": experiment.resize_size})
+    trainer = tfx.components.Trainer(
+        module_file=trainer_module,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(
+            splits=[features.LABELLED_SPLIT, features.UNLABELLED_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        custom_config={"experiment": experiment.to_dict()},
+    ).with_id(f"Trainer.{experiment.name}")
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(f"latest_blessed_model_resolver.{experiment.name}")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        example_splits=[features.EVAL_SPLIT], eval_config=eval_config(thresholds),
+    ).with_id(f"Evaluator.{experiment.name}")
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_destination)),
+    ).with_id(f"Pusher.{experiment.name}")
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name, pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+                    trainer, baseline, evaluator, pusher],
+        enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [])

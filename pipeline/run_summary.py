@@ -1,0 +1,117 @@
+"""Reads a finished run back out of ML Metadata and TFMA: top-1/top-5, blessing, push, paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from modules import features
+
+_OUTPUT = metadata_store_pb2.Event.OUTPUT
+
+
+def _latest_outputs(store: metadata_store.MetadataStore, context_name: str
+                    ) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """Output artifacts (by output key) of the newest execution in a node context."""
+    context = store.get_context_by_type_and_name("node", context_name)
+    if context is None:
+        return {}
+    executions = store.get_executions_by_context(context.id)
+    if not executions:
+        return {}
+    latest = max(executions, key=lambda e: e.id)
+    outputs: dict[str, list] = {}
+    for event in store.get_events_by_execution_ids([latest.id]):
+        if event.type != _OUTPUT:
+            continue
+        key = event.path.steps[0].key if event.path.steps else ""
+        outputs.setdefault(key, []).extend(store.get_artifacts_by_id([event.artifact_id]))
+    return outputs
+
+
+def _metric(metrics: dict, name: str) -> float | None:
+    value = metrics.get("", {}).get("", {}).get(name)
+    return None if value is None else float(value.get("doubleValue", value.get("int64Value", 0)))
+
+
+def evaluation_metrics(evaluation_uri: str, class_names: list[str] | None = None
+                       ) -> dict[str, Any]:
+    """Overall and per-class top-1/top-5 and example counts from a TFMA output directory."""
+    result = tfma.load_eval_result(evaluation_uri)
+    overall, per_class = {}, {}
+    for slice_key, metrics in result.slicing_metrics:
+        values = {"top1": _metric(metrics, "sparse_categorical_accuracy"),
+                  "top5": _metric(metrics, "sparse_top_k_categorical_accuracy"),
+                  "examples": _metric(metrics, "example_count")}
+        if not slice_key:
+            overall = values
+        elif slice_key[0][0] == features.LABEL_KEY:
+            label = int(slice_key[0][1])
+            name = class_names[label] if class_names and label < len(class_names) else str(label)
+            per_class[name] = values
+    return {"overall": overall, "per_class": dict(sorted(per_class.items()))}
+
+
+def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[str, Any]:
+    """The summary of the latest run of `pipeline_name` recorded in `metadata_path`."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    examples = _latest_outputs(store, f"{pipeline_name}.S4LExampleGen").get("examples", [])
+    trainer = _latest_outputs(store, f"{pipeline_name}.Trainer.{model_name}")
+    evaluator = _latest_outputs(store, f"{pipeline_name}.Evaluator.{model_name}")
+    pusher = _latest_outputs(store, f"{pipeline_name}.Pusher.{model_name}")
+    summary: dict[str, Any] = {"pipeline_name": pipeline_name, "model": model_name}
+    class_names = None
+    if examples:
+        stats_path = os.path.join(examples[0].uri, features.SPLIT_STATS_FILE)
+        with open(stats_path) as f:
+            stats = json.load(f)
+        class_names = stats["classes"]
+        summary["splits"] = {k: v["count"] for k, v in stats["splits"].items()}
+        summary["rejected_records"] = stats["rejected"]["count"]
+        summary["split_stats"] = stats_path
+    if trainer.get("model"):
+        summary["model_dir"] = trainer["model"][0].uri
+    if trainer.get("model_run"):
+        summary["tensorboard_logdir"] = trainer["model_run"][0].uri
+    if evaluator.get("evaluation"):
+        uri = evaluator["evaluation"][0].uri
+        metrics = evaluation_metrics(uri, class_names)
+        summary.update(top1=metrics["overall"].get("top1"), top5=metrics["overall"].get("top5"),
+                       eval_examples=metrics["overall"].get("examples"),
+                       per_class=metrics["per_class"], evaluation_dir=uri)
+    if evaluator.get("blessing"):
+        blessing = evaluator["blessing"][0]
+        summary["blessed"] = bool(blessing.custom_properties["blessed"].int_value)
+    if pusher.get("pushed_model"):
+        pushed = pusher["pushed_model"][0]
+        summary["pushed"] = bool(pushed.custom_properties["pushed"].int_value)
+        destination = pushed.custom_properties.get("pushed_destination")
+        summary["pushed_to"] = destination.string_value if destination else None
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few human-readable lines."""
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.2f} %"
+
+    lines = [
+        f"S4L run summary ({summary.get('pipeline_name')}, model {summary.get('model')})",
+        f"  splits:        {summary.get('splits')}  (rejected records: "
+        f"{summary.get('rejected_records')})",
+        f"  top-1:         {pct(summary.get('top1'))}",
+        f"  top-5:         {pct(summary.get('top5'))}  on {summary.get('eval_examples')} images",
+        f"  blessed:       {summary.get('blessed')}",
+        f"  pushed to:     {summary.get('pushed_to') if summary.get('pushed') else 'not pushed'}",
+        f"  evaluation:    {summary.get('evaluation_dir')}",
+        f"  tensorboard:   {summary.get('tensorboard_logdir')}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Backbone shapes and parameter counts against S4L_SPEC section 3."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modules.trainer import model_resnet_v2
+
+
+def _reference_trainable_params(base: int, units=(3, 4, 6, 3), root_kernel=7) -> int:
+    """Conv kernels + BN gamma/beta of the spec's ResNet v2, counted by hand (no biases)."""
+    total = root_kernel * root_kernel * 3 * base
+    channels = base
+    for stage, n in enumerate(units):
+        out = 4 * base * 2 ** stage
+        mid = out // 4
+        for unit in range(n):
+            total += 2 * channels  # pre-activation BN
+            if unit == 0:  # stride or width change: 1x1 projection, no BN
+                total += channels * out
+            total += channels * mid + 2 * mid + 9 * mid * mid + 2 * mid + mid * out
+            channels = out
+    return total + 2 * channels  # final BN
+
+
+def _trainable(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def test_resnet50v2_ff4_matches_spec():
+    backbone = model_resnet_v2.build_backbone("resnet50v2", 4, image_size=224)
+    count = _trainable(backbone)
+    assert count == _reference_trainable_params(64)
+    assert round(count / 1e6, 2) == 23.50  # spec section 3.1
+    outputs = backbone(tf.zeros([2, 224, 224, 3]))
+    expected = {"after_root": (2, 56, 56, 64), "block1": (2, 56, 56, 256),
+                "block2": (2, 28, 28, 512), "block3": (2, 14, 14, 1024),
+                "block4": (2, 7, 7, 2048), "pre_logits": (2, 2048)}
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == expected
+    head = model_resnet_v2.build_head(1000, "classes", 1e-3)
+    head.build([None, 2048])
+    assert round(_trainable(head) / 1e6, 2) == 2.05
+
+
+@pytest.mark.slow
+def test_resnet50v2_ff16_matches_spec():
+    backbone = model_resnet_v2.build_backbone("resnet50v2", 16)
+    count = _trainable(backbone)
+    assert count == _reference_trainable_params(256)
+    assert round(count / 1e6, 1) == 375.3
+    assert backbone.output["pre_logits"].shape[-1] == 8192
+
+
+def test_root_uses_explicit_symmetric_padding():
+    backbone = model_resnet_v2.build_backbone("resnet50v2", 1, image_size=64)
+    names = [layer.name for layer in backbone.layers[:6]]
+    assert names[1:5] == ["root_conv_pad", "root_conv", "root_pool_pad", "root_pool"]
+    assert backbone.get_layer("root_conv").padding == "valid"
+    assert backbone.get_layer("root_conv_pad").padding == ((3, 3), (3, 3))
+    # Max-pool over zero padding: an all-negative map pools to 0 at the border.
+    conv_out = tf.fill([1, 4, 4, 1], -1.0)
+    pad = backbone.get_layer("root_pool_pad")(conv_out)
+    assert float(tf.reduce_max(backbone.get_layer("root_pool")(pad))) == 0.0
+
+
+def test_weight_decay_is_half_l2_on_kernels_only():
+    backbone = model_resnet_v2.build_backbone("resnet_small_v2", 1, weight_decay=0.1,
+                                              image_size=32)
+    kernels = [w for w in backbone.trainable_weights if "kernel" in w.name]
+    expected = sum(0.05 * float(tf.reduce_sum(tf.square(k))) for k in kernels)
+    assert len(backbone.losses) == len(kernels)
+    np.testing.assert_allclose(float(tf.add_n(backbone.losses)), expected, rtol=1e-5)
+
+
+def test_small_resnet_for_32x32():
+    backbone = model_resnet_v2.build_backbone("resnet_small_v2", 4, image_size=32)
+    outputs = backbone(tf.zeros([3, 32, 32, 3]))
+    assert outputs["pre_logits"].shape == (3, 256)
+    assert outputs["block3"].shape == (3, 8, 8, 256)
+    assert _trainable(backbone) == _reference_trainable_params(16, units=(2, 2, 2),
+                                                               root_kernel=3)
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        model_resnet_v2.build_backbone("vgg")

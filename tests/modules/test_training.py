@@ -1,0 +1,89 @@
+"""The train step, the distribution strategy choice and a short fit."""
+
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modules.trainer import experiment, training
+
+SYNTHETIC = experiment.for_dataset("synthetic").replace(num_labelled_examples=64)
+
+
+def _batches(exp, n=4):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, exp.num_classes, (n, exp.batch_size))
+    # Class-dependent brightness makes the task learnable.
+    images = (labels[..., None, None, None] / exp.num_classes * 2 - 1
+              + rng.normal(0, 0.1, (n, exp.batch_size, 32, 32, 3)))
+    return tf.data.Dataset.from_tensor_slices(
+        {"labelled": {"image": images.astype(np.float32), "label": labels.astype(np.int32)}})
+
+
+def test_train_step_logs_losses_and_lowers_the_loss():
+    exp = SYNTHETIC.replace(weight_decay=0.0)
+    model = training.build_model(exp)
+    batch = next(iter(_batches(exp, 1)))
+    first = model.train_step(batch)
+    for _ in range(15):
+        last = model.train_step(batch)
+    assert set(first) >= {"supervised_loss", "total_loss", "top1", "top5", "lr"}
+    assert float(model.optimizer.iterations) == 16
+    # Mean trackers: the running mean falls only if the per-step loss does.
+    assert float(last["supervised_loss"]) < float(first["supervised_loss"])
+
+
+def test_penalty_is_not_in_the_logged_loss():
+    exp = SYNTHETIC.replace(weight_decay=1.0, lr=1e-9)
+    model = training.build_model(exp)
+    batch = next(iter(_batches(exp, 1)))
+    logits = model(batch["labelled"]["image"], training=True)["classes"]
+    expected = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        batch["labelled"]["label"], logits))
+    logs = model.train_step(batch)
+    # Same BN batch statistics, so the logged CE equals the plain CE, without the L2 penalty.
+    np.testing.assert_allclose(float(logs["supervised_loss"]), float(expected), rtol=1e-4)
+    assert float(tf.add_n(model.losses)) > 1.0
+
+
+def test_fit_runs_the_scheduled_steps(tmp_path):
+    exp = SYNTHETIC.replace(schedule_epochs=(0, 2))
+    strategy = tf.distribute.get_strategy()
+    model = training.fit(exp, _batches(exp).repeat(), None, str(tmp_path / "logs"),
+                         str(tmp_path / "backup"), strategy)
+    assert int(model.optimizer.iterations) == 2 * 4  # 2 epochs x (64 // 16) steps
+    assert (tmp_path / "logs" / "train").is_dir()
+
+
+def test_default_and_mirrored_strategies():
+    assert training.make_strategy(SYNTHETIC).num_replicas_in_sync >= 1
+    mirrored = training.make_strategy(SYNTHETIC.replace(strategy="mirrored"))
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+
+
+def test_batch_must_divide_across_replicas(monkeypatch):
+    monkeypatch.setattr(tf.distribute, "MirroredStrategy",
+                        lambda: types.SimpleNamespace(num_replicas_in_sync=3))
+    with pytest.raises(ValueError, match="batch_size=16 does not divide across 3 replicas"):
+        training.make_strategy(SYNTHETIC.replace(strategy="mirrored"))
+
+
+def test_tpu_strategy_connects_to_the_named_tpu(monkeypatch):
+    calls = []
+
+    class FakeResolver:
+        def __init__(self, tpu):
+            calls.append(("resolver", tpu))
+
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", FakeResolver)
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster",
+                        lambda r: calls.append(("connect", type(r).__name__)))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
+                        lambda r: calls.append(("initialize", type(r).__name__)))
+    monkeypatch.setattr(tf.distribute, "TPUStrategy",
+                        lambda r: types.SimpleNamespace(num_replicas_in_sync=8))
+    exp = SYNTHETIC.replace(strategy="tpu", tpu_address="grpc://10.0.0.2:8470", batch_size=64)
+    assert training.make_strategy(exp).num_replicas_in_sync == 8
+    assert calls == [("resolver", "grpc://10.0.0.2:8470"), ("connect", "FakeResolver"),
+                     ("initialize", "FakeResolver")]

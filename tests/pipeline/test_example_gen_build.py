@@ -1,0 +1,97 @@
+"""build_splits: the three splits, their statistics, rejections and determinism."""
+
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from modules import features
+from pipeline.components.example_gen import build, sources, splits
+
+
+def _read(uri, split):
+    files = sorted(glob.glob(os.path.join(uri, f"Split-{split}", "*.gz")))
+    examples = [tf.train.Example.FromString(r.numpy())
+                for r in tf.data.TFRecordDataset(files, "GZIP")]
+    return [(e.features.feature[features.FILENAME_KEY].bytes_list.value[0].decode(),
+             e.features.feature[features.LABEL_KEY].int64_list.value[0]) for e in examples]
+
+
+def _build(folder, out, **options):
+    return build.build_splits(sources.ImageFolderSource(folder), str(out),
+                              build.SplitOptions(num_shards=3, **options))
+
+
+def test_splits_counts_and_stats(image_folder, tmp_path):
+    stats = _build(image_folder, tmp_path / "out", labelled_fraction=0.2, seed=1)
+    labelled = _read(tmp_path / "out", "labelled")
+    unlabelled = _read(tmp_path / "out", "unlabelled")
+    assert len(labelled) == 8  # round(0.2 * 40 / 4) = 2 per class.
+    assert sorted(label for _, label in labelled) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert len(unlabelled) == 40 and set(labelled) <= set(unlabelled)
+    assert len(_read(tmp_path / "out", "eval")) == 12
+    assert stats["splits"]["labelled"]["per_class"] == {f"class_{i}": 2 for i in range(4)}
+    on_disk = json.loads((tmp_path / "out" / features.SPLIT_STATS_FILE).read_text())
+    assert on_disk["splits"]["eval"]["count"] == 12
+    assert on_disk["rejected"]["count"] == 0
+
+
+def test_same_seed_gives_identical_bytes(image_folder, tmp_path):
+    _build(image_folder, tmp_path / "a", labelled_fraction=0.2, seed=5)
+    _build(image_folder, tmp_path / "b", labelled_fraction=0.2, seed=5)
+    for path in glob.glob(str(tmp_path / "a" / "Split-*" / "*.gz")):
+        twin = path.replace(str(tmp_path / "a"), str(tmp_path / "b"))
+        with open(path, "rb") as f, open(twin, "rb") as g:
+            assert f.read() == g.read(), path
+    _build(image_folder, tmp_path / "c", labelled_fraction=0.2, seed=6)
+    assert _read(tmp_path / "a", "labelled") != _read(tmp_path / "c", "labelled")
+
+
+def test_exclude_labelled(image_folder, tmp_path):
+    _build(image_folder, tmp_path / "out", labelled_fraction=0.2, exclude_labelled=True)
+    labelled = set(_read(tmp_path / "out", "labelled"))
+    unlabelled = set(_read(tmp_path / "out", "unlabelled"))
+    assert len(unlabelled) == 32 and not labelled & unlabelled
+
+
+def test_bad_records_are_counted_named_and_skipped(image_folder, tmp_path):
+    bad = os.path.join(image_folder, "train", "class_1", "zz_corrupt.jpg")
+    with open(bad, "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 truncated jpeg")
+    stats = _build(image_folder, tmp_path / "out", labelled_fraction=0.2)
+    assert stats["rejected"]["count"] == 1
+    assert "zz_corrupt.jpg" in stats["rejected"]["records"][0]["error"]
+    assert len(_read(tmp_path / "out", "unlabelled")) == 40
+
+
+def test_label_map_selects_exactly_the_named_images(image_folder, tmp_path):
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"values": ["train_0_1.jpg", "train_3_4.png", "zz.JPEG"]}))
+    stats = _build(image_folder, tmp_path / "out", label_map_path=str(label_map))
+    assert sorted(_read(tmp_path / "out", "labelled")) == [("train_0_1.jpg", 0),
+                                                           ("train_3_4.png", 3)]
+    assert stats["selection"]["label_map_names_not_found"] == 1
+
+
+def test_label_map_of_another_data_set_is_an_error(image_folder, tmp_path):
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"values": ["n01440764_2102.JPEG"]}))
+    with pytest.raises(splits.SplitError, match="names no image"):
+        _build(image_folder, tmp_path / "out", label_map_path=str(label_map))
+
+
+def test_every_record_rejected_gives_a_clear_error(tmp_path):
+    for part in ("train", "test"):
+        folder = tmp_path / "imgs" / part / "c0"
+        folder.mkdir(parents=True)
+        (folder / "x.png").write_bytes(b"not a png")
+    with pytest.raises(splits.SplitError, match="labelled split is empty"):
+        _build(str(tmp_path / "imgs"), tmp_path / "out", labelled_fraction=0.5)
+
+
+def test_fraction_out_of_range_fails_before_reading(image_folder, tmp_path):
+    with pytest.raises(splits.SplitError, match=r"\(0, 1\]"):
+        _build(image_folder, tmp_path / "out", labelled_fraction=0.0)
+    assert not (tmp_path / "out").exists()

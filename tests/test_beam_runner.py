@@ -1,0 +1,46 @@
+"""The command line: clear errors before any work starts, and --help."""
+
+import os
+
+import pytest
+
+import beam_runner
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--labelled_fraction", "0"], r"must be in \(0, 1\]"),
+    (["--labelled_fraction", "1.5"], r"must be in \(0, 1\]"),
+    (["--set", "nonsense=1"], "unknown experiment field 'nonsense'"),
+    (["--set", "batch_size"], "FIELD=VALUE"),
+    (["--label_map", "/no/such/map"], "does not exist"),
+    (["--batch_size", "0"], "batch_size=0 must be >= 1"),
+])
+def test_bad_settings_fail_before_any_work(image_folder, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    code = beam_runner.main(["--source", "image_folder", "--data_path", image_folder,
+                             "--output_dir", str(out), *extra])
+    assert code == 2
+    assert pytest.importorskip("re").search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_missing_data_path(tmp_path, capsys):
+    code = beam_runner.main(["--source", "image_folder", "--data_path", str(tmp_path / "x"),
+                             "--output_dir", str(tmp_path / "out")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_help_lists_presets_and_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        beam_runner.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("presets: supervised", "--labelled_fraction", "--label_map", "--source",
+                 "--pipeline_root", "--output_dir", "--seed", "--train_epochs", "--batch_size"):
+        assert word in text
+
+
+def test_module_paths_exist():
+    for path in (beam_runner.TRANSFORM_MODULE, beam_runner.TRAINER_MODULE,
+                 beam_runner.SCHEMA_PATH):
+        assert os.path.isfile(path), path
