@@ -109,8 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Blessing needs at least this overall top-1 (default 0.5).")
     run.add_argument("--max_top1_drop", type=float, default=0.01,
                      help="... and at most this drop against the latest blessed model.")
-    run.add_argument("--materialize", action="store_true",
-                     help="Write transformed examples (off: the Trainer transforms on the fly).")
     run.add_argument("--no_cache", action="store_true", help="Disable TFX caching.")
     run.add_argument("--verbose", action="store_true",
                      help="Show every INFO log line (default: progress lines only).")
@@ -238,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment=experiment, schema_path=SCHEMA_PATH, transform_module=TRANSFORM_MODULE,
         trainer_module=TRAINER_MODULE, push_destination=push_destination,
         thresholds=EvalConfig(min_top1=args.min_top1, max_top1_drop=args.max_top1_drop),
-        materialize=args.materialize, enable_cache=not args.no_cache,
+        enable_cache=not args.no_cache,
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=beam_pipeline_args)

@@ -28,7 +28,9 @@ fi
 
 STAMP=.venv/.s4l-installed
 WANT=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && .venv/bin/python -c 'import tfx, modules' 2>/dev/null; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && .venv/bin/python -c '
+import importlib.metadata as m
+assert m.version("tfx") == "1.16.0" and m.version("s4l-tfx")' 2>/dev/null; then
   echo "setup.sh: environment up to date (.venv)"
   exit 0
 fi

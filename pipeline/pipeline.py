@@ -1,7 +1,8 @@
 """`create_pipeline(...)`: the S4L TFX graph that every runner shares.
 
 S4LExampleGen -> StatisticsGen -> (ImportSchemaGen) -> ExampleValidator
-              -> Transform -> Trainer -> Evaluator (vs latest blessed) -> Pusher
+              -> Transform -> Trainer -> Evaluator (vs the Trainer's previous blessed model)
+              -> Pusher
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from tfx import v1 as tfx
 
 from modules import features
 from modules.trainer.experiment import Experiment
+from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
 from pipeline.components.example_gen.component import S4LExampleGen
 from pipeline.config import DataConfig, EvalConfig
 
@@ -90,10 +92,11 @@ def create_pipeline(
         custom_config={"experiment": experiment.to_dict()},
     ).with_id(f"Trainer.{experiment.name}")
     baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=PreviousBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(f"latest_blessed_model_resolver.{experiment.name}")
+        candidate=trainer.outputs["model"],
+    ).with_id(f"baseline_resolver.{experiment.name}")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],

@@ -58,6 +58,8 @@ class Experiment:
     # Evaluation, checkpoints and runtime.
     eval_batch_size: int = 80
     eval_every_epochs: int = 0  # 0 = evaluate once, at the end of training.
+    # Weights are saved to model_run_dir/checkpoints this often (original: every 5,000 steps).
+    checkpoint_every_epochs: int = 10
     seed: int = 0
     strategy: str = "default"
     tpu_address: str = ""
@@ -135,7 +137,8 @@ class Experiment:
             if weight < 0:
                 fail("losses", f"has a negative weight for {name!r}")
         for field in ("num_classes", "image_size", "resize_size", "batch_size",
-                      "eval_batch_size", "filters_factor", "shuffle_buffer"):
+                      "eval_batch_size", "filters_factor", "shuffle_buffer",
+                      "checkpoint_every_epochs"):
             if getattr(self, field) < 1:
                 fail(field, "must be >= 1")
         if self.resize_size < self.image_size:
@@ -195,7 +198,8 @@ def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
     small = Experiment(
         dataset=dataset, labels=labels, num_classes=10, image_size=32, resize_size=32,
         architecture="resnet_small_v2", bn_momentum=0.9, batch_size=128,
-        eval_batch_size=500, cache_labelled=True, crop_area_min=0.25)
+        eval_batch_size=500, cache_labelled=True, crop_area_min=0.25,
+        checkpoint_every_epochs=5)
     if dataset == "synthetic":
         return small.replace(batch_size=16, eval_batch_size=32, filters_factor=1,
                              shuffle_buffer=256)

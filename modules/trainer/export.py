@@ -45,8 +45,8 @@ def save_serving_model(model: S4LModel, serving_model_dir: str,
     exp = model.exp
     inference = inference_model(model, exp.image_size)
     inference.tft_layer = tf_transform_output.transform_features_layer()
-    raw_spec = tf_transform_output.raw_feature_spec()
-    raw_spec.pop(features.LABEL_KEY, None)  # Serving requests carry no label.
+    # Requests need only the image: no label, file name or other metadata.
+    raw_spec = {features.IMAGE_KEY: tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

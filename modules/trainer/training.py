@@ -10,6 +10,7 @@ each x0.1 decay (spec section 5.1); we accept it rather than maintain a custom o
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -103,7 +104,10 @@ def build_model(exp: Experiment) -> S4LModel:
 
 def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None,
         log_dir: str, backup_dir: str, strategy: tf.distribute.Strategy) -> S4LModel:
-    """Trains for the schedule's total steps; resumes from `backup_dir` after a kill."""
+    """Trains for the schedule's total steps; resumes from `backup_dir` after a kill.
+
+    TensorBoard logs and periodic weight checkpoints go to `log_dir` (the model_run_dir).
+    """
     steps_per_epoch = schedules.steps_per_epoch(exp)
     epochs = math.ceil(schedules.total_steps(exp) / steps_per_epoch)
     with strategy.scope():
@@ -113,6 +117,9 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
                  exp.base_lr)
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(log_dir, "checkpoints", "weights-{epoch:04d}"), save_weights_only=True,
+            save_freq=steps_per_epoch * exp.checkpoint_every_epochs),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]

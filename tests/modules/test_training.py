@@ -48,12 +48,13 @@ def test_penalty_is_not_in_the_logged_loss():
 
 
 def test_fit_runs_the_scheduled_steps(tmp_path):
-    exp = SYNTHETIC.replace(schedule_epochs=(0, 2))
+    exp = SYNTHETIC.replace(schedule_epochs=(0, 2), checkpoint_every_epochs=1)
     strategy = tf.distribute.get_strategy()
     model = training.fit(exp, _batches(exp).repeat(), None, str(tmp_path / "logs"),
                          str(tmp_path / "backup"), strategy)
     assert int(model.optimizer.iterations) == 2 * 4  # 2 epochs x (64 // 16) steps
     assert (tmp_path / "logs" / "train").is_dir()
+    assert (tmp_path / "logs" / "checkpoints" / "weights-0002.index").is_file()
 
 
 def test_default_and_mirrored_strategies():
