@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         num_classes = len(source.class_names())
         experiment = make_experiment(args, num_classes)
         data = make_data_config(args, source, num_classes)
+        from modules.trainer import training
+
+        replicas = training.expected_replicas(experiment)
+        if replicas:
+            training.check_replicas(experiment, replicas)
     except ValueError as e:  # Bad flags, presets, paths: say so before any work starts.
         print(f"beam_runner: error: {e}", file=sys.stderr)
         return 2

@@ -35,7 +35,10 @@ def test_help_lists_presets_and_options(capsys):
         beam_runner.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for word in ("presets: supervised", "--labelled_fraction", "--label_map", "--source",
+    from pipeline import presets
+
+    assert "presets: " + ", ".join(sorted(presets.PRESETS)) in text
+    for word in ("--labelled_fraction", "--label_map", "--source",
                  "--pipeline_root", "--output_dir", "--seed", "--train_epochs", "--batch_size"):
         assert word in text
 
@@ -44,3 +47,22 @@ def test_module_paths_exist():
     for path in (beam_runner.TRANSFORM_MODULE, beam_runner.TRAINER_MODULE,
                  beam_runner.SCHEMA_PATH):
         assert os.path.isfile(path), path
+
+
+def test_unknown_preset_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        beam_runner.main(["--preset", "mean_teacher"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'mean_teacher'" in capsys.readouterr().err
+
+
+def test_batch_that_does_not_divide_across_replicas(image_folder, tmp_path, capsys,
+                                                    monkeypatch):
+    from modules.trainer import training
+
+    monkeypatch.setattr(training, "expected_replicas", lambda exp: 3)
+    code = beam_runner.main(["--source", "image_folder", "--data_path", image_folder,
+                             "--output_dir", str(tmp_path / "out"), "--batch_size", "16"])
+    assert code == 2
+    assert "batch_size=16 does not divide across 3 replicas" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

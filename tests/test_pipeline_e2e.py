@@ -89,3 +89,12 @@ def test_rerun_is_cached(pipeline_run):
     assert beam_runner.main(pipeline_run["argv"]) == 0
     states = _latest_states(str(pipeline_run["out"] / "tfx" / "metadata.sqlite"))
     assert set(states.values()) == {"CACHED"}, states
+
+
+def test_trainer_change_reruns_only_the_trainer_and_what_follows(pipeline_run):
+    assert beam_runner.main([*pipeline_run["argv"], "--set", "weight_decay=0.002"]) == 0
+    states = _latest_states(str(pipeline_run["out"] / "tfx" / "metadata.sqlite"))
+    upstream = ("S4LExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                "Transform")
+    assert {states[name] for name in upstream} == {"CACHED"}, states
+    assert {states[name] for name in COMPONENTS if name not in upstream} == {"COMPLETE"}

@@ -13,44 +13,53 @@ from modules.trainer.experiment import Experiment
 from modules.transform import image_ops
 
 
-def inception_crop(image: tf.Tensor, area_min: float = 0.05) -> tf.Tensor:
+def inception_crop(image: tf.Tensor, seed: tf.Tensor, area_min: float = 0.05) -> tf.Tensor:
     """Random crop of TF-slim's inception preprocessing, no resize.
 
     The whole image is the box, so `min_object_covered=0.1` makes the effective area range
     [max(0.1, area_min), 1]; aspect ratio (0.75, 1.33), 100 attempts, whole image as fallback.
+    Stateless: the crop depends only on `seed` ([2] int), so runs are reproducible even with
+    parallel map calls.
     """
-    begin, size, _ = tf.image.sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), min_object_covered=0.1,
-        aspect_ratio_range=(0.75, 1.33), area_range=(area_min, 1.0), max_attempts=100,
-        use_image_if_no_bounding_boxes=True)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
+        min_object_covered=0.1, aspect_ratio_range=(0.75, 1.33), area_range=(area_min, 1.0),
+        max_attempts=100, use_image_if_no_bounding_boxes=True)
     return tf.slice(image, begin, size)
 
 
-def hsv_noise(image: tf.Tensor) -> tf.Tensor:
+def hsv_noise(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """S4L's `hsvnoise` on RGB in [0, 255]: hue shift +-0.1; S and V: x^(2^U(-2,2)) *
     2^U(-0.5,0.5) + U(-0.1,0.1), each with its own draws; clipped to [0, 1] in HSV."""
+    draws = tf.random.stateless_uniform([7], seed=seed)
+    uniform = lambda i, low, high: low + (high - low) * draws[i]  # noqa: E731
     hsv = tf.image.rgb_to_hsv(image / 255.0)
     h, s, v = tf.unstack(hsv, axis=-1)
-    h = tf.math.floormod(1.0 + h + tf.random.uniform([], -0.1, 0.1), 1.0)
+    h = tf.math.floormod(1.0 + h + uniform(0, -0.1, 0.1), 1.0)
 
-    def jitter(x):
-        gamma = tf.pow(2.0, tf.random.uniform([], -2.0, 2.0))
-        gain = tf.pow(2.0, tf.random.uniform([], -0.5, 0.5))
-        return tf.pow(x, gamma) * gain + tf.random.uniform([], -0.1, 0.1)
+    def jitter(x, i):
+        gamma = tf.pow(2.0, uniform(i, -2.0, 2.0))
+        gain = tf.pow(2.0, uniform(i + 1, -0.5, 0.5))
+        return tf.pow(x, gamma) * gain + uniform(i + 2, -0.1, 0.1)
 
-    hsv = tf.clip_by_value(tf.stack([h, jitter(s), jitter(v)], axis=-1), 0.0, 1.0)
+    hsv = tf.clip_by_value(tf.stack([h, jitter(s, 1), jitter(v, 4)], axis=-1), 0.0, 1.0)
     return tf.image.hsv_to_rgb(hsv) * 255.0
 
 
-def train_preprocess(encoded: tf.Tensor, exp: Experiment) -> tf.Tensor:
-    """One encoded image -> float32 [S, S, 3] in [-1, 1] with the preset's augmentations."""
+def train_preprocess(encoded: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf.Tensor:
+    """One encoded image -> float32 [S, S, 3] in [-1, 1] with the preset's augmentations.
+
+    `seed` ([2] int) determines every random draw for this image.
+    """
+    crop_seed, flip_seed, hsv_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=3))
     image = image_ops.decode(encoded)
     if exp.inception_crop:
-        image = inception_crop(image, exp.crop_area_min)
+        image = inception_crop(image, crop_seed, exp.crop_area_min)
     # Bilinear, aspect ratio not kept: the original's `resize(224)`.
     image = tf.image.resize(image, [exp.image_size, exp.image_size], method="bilinear")
     if exp.flip_lr:
-        image = tf.image.random_flip_left_right(image)
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if exp.hsvnoise:
-        image = hsv_noise(image)
+        image = hsv_noise(image, hsv_seed)
     return image_ops.to_minus1_1(image)

@@ -58,10 +58,13 @@ def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
         # Encoded bytes only: the original's --cache_dataset (spec section 1.4, step 4).
         dataset = dataset.cache()
     dataset = dataset.repeat().shuffle(exp.shuffle_buffer, seed=seed)
-    dataset = dataset.map(
-        lambda r: {"image": augment.train_preprocess(r[features.IMAGE_KEY], exp),
-                   "label": tf.cast(r[features.LABEL_KEY], tf.int32)},
-        num_parallel_calls=_AUTOTUNE)
+    # One [2] seed per element: the stateless augmentations then give the same images in the
+    # same order on every run with this seed, however the parallel map is scheduled.
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+        lambda r, s: {"image": augment.train_preprocess(r[features.IMAGE_KEY], s, exp),
+                      "label": tf.cast(r[features.LABEL_KEY], tf.int32)},
+        num_parallel_calls=_AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True)
 
 

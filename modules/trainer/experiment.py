@@ -17,7 +17,7 @@ DATASETS = ("imagenet", "fashion_mnist", "synthetic")
 LABELS = ("1pct", "10pct")
 ARCHITECTURES = ("resnet50v2", "resnet_small_v2")
 STRATEGIES = ("default", "mirrored", "tpu")
-METHOD_LOSSES = ("supervised",)
+METHOD_LOSSES = ("supervised", "rotation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Experiment:
     # Evaluation, checkpoints and runtime.
     eval_batch_size: int = 80
     eval_every_epochs: int = 0  # 0 = evaluate once, at the end of training.
+    # Rotation models: also report accuracy of class logits averaged over the 4 rotations.
+    eval_rotation_average: bool = False
     # Weights are saved to model_run_dir/checkpoints this often (original: every 5,000 steps).
     checkpoint_every_epochs: int = 10
     seed: int = 0

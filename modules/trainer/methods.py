@@ -11,12 +11,23 @@ from collections.abc import Callable
 import tensorflow as tf
 import tf_keras as keras
 
-from modules.trainer import loss_supervised
+from modules.trainer import loss_rotation, loss_supervised
 from modules.trainer.experiment import Experiment
 
 TERMS: dict[str, Callable[[dict, dict, Experiment], tf.Tensor]] = {
     "supervised": loss_supervised.term,
+    "rotation": loss_rotation.term,
 }
+
+# Extra heads on pre_logits that a loss needs: name -> number of outputs.
+HEADS = {"rotation": ("rotations", loss_rotation.NUM_ROTATIONS)}
+
+
+def prepare(batch: dict, exp: Experiment) -> dict:
+    """The methods' input transforms, applied in the train step (rotation: x4 both streams)."""
+    if "rotation" in exp.losses:
+        return {name: loss_rotation.rotate_stream(stream) for name, stream in batch.items()}
+    return batch
 
 
 def forward(model: keras.Model, batch: dict, training: bool) -> dict[str, tf.Tensor]:

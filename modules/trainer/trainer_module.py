@@ -50,4 +50,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     export.save_serving_model(model, fn_args.serving_model_dir, tf_transform_output)
     export.save_hub_modules(model, export.hub_dir(fn_args.serving_model_dir))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "experiment.json"), "w") as f:
-        f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final}, indent=1))
+        f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final,
+                            "final_step": int(model.optimizer.iterations)}, indent=1))

@@ -32,21 +32,34 @@ class S4LModel(keras.Model):
             exp.bn_epsilon)
         self.classes_head = model_resnet_v2.build_head(exp.num_classes, "classes",
                                                        exp.weight_decay)
+        self.extra_heads = {
+            head: model_resnet_v2.build_head(units, head, exp.weight_decay)
+            for loss, (head, units) in methods.HEADS.items() if loss in exp.losses}
         self.lr_schedule = schedules.learning_rate(exp)
         self.loss_trackers = {name: keras.metrics.Mean(f"{name}_loss") for name in exp.losses}
         self.total_tracker = keras.metrics.Mean("total_loss")
         self.top1 = keras.metrics.SparseCategoricalAccuracy("top1")
         self.top5 = keras.metrics.SparseTopKCategoricalAccuracy(5, "top5")
+        # Rotation models: also the accuracy of class logits averaged over the 4 rotations of
+        # each eval image (the original's `rot_avg`, spec section 6); top1/top5 = upright.
+        self.rot_avg = exp.eval_rotation_average and "rotation" in exp.losses
+        self.rot_avg_top1 = keras.metrics.SparseCategoricalAccuracy("rot_avg_top1")
+        self.rot_avg_top5 = keras.metrics.SparseTopKCategoricalAccuracy(5, "rot_avg_top5")
 
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
         pre_logits = self.backbone(images, training=training)["pre_logits"]
-        return {"pre_logits": pre_logits, "classes": self.classes_head(pre_logits)}
+        outputs = {"pre_logits": pre_logits, "classes": self.classes_head(pre_logits)}
+        for name, head in self.extra_heads.items():
+            outputs[name] = head(pre_logits)
+        return outputs
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5]
+        extra = [self.rot_avg_top1, self.rot_avg_top5] if self.rot_avg else []
+        return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5, *extra]
 
     def train_step(self, batch: dict) -> dict[str, tf.Tensor]:
+        batch = methods.prepare(batch, self.exp)
         with tf.GradientTape() as tape:
             outputs = methods.forward(self, batch, training=True)
             total = tf.zeros([], tf.float32)
@@ -70,7 +83,31 @@ class S4LModel(keras.Model):
         logits = self(images, training=False)["classes"]
         self.top1.update_state(labels, logits)
         self.top5.update_state(labels, logits)
-        return {"top1": self.top1.result(), "top5": self.top5.result()}
+        results = {"top1": self.top1.result(), "top5": self.top5.result()}
+        if self.rot_avg:
+            averaged = tf.add_n([self(tf.image.rot90(images, k), training=False)["classes"]
+                                 for k in range(4)]) / 4.0
+            self.rot_avg_top1.update_state(labels, averaged)
+            self.rot_avg_top5.update_state(labels, averaged)
+            results.update(rot_avg_top1=self.rot_avg_top1.result(),
+                           rot_avg_top5=self.rot_avg_top5.result())
+        return results
+
+
+def check_replicas(exp: Experiment, replicas: int) -> None:
+    """Raises ValueError when a batch size does not divide across `replicas`."""
+    for field in ("batch_size", "unsup_batch_size"):
+        value = getattr(exp, field)
+        if value % replicas:
+            raise ValueError(f"experiment {exp.name!r}: {field}={value} does not divide across "
+                             f"{replicas} replicas of the {exp.strategy} strategy")
+
+
+def expected_replicas(exp: Experiment) -> int | None:
+    """Replicas the strategy will have, where that is known without connecting (not TPU)."""
+    if exp.strategy == "mirrored":
+        return max(1, len(tf.config.list_physical_devices("GPU")))
+    return 1 if exp.strategy == "default" else None
 
 
 def make_strategy(exp: Experiment) -> tf.distribute.Strategy:
@@ -84,13 +121,29 @@ def make_strategy(exp: Experiment) -> tf.distribute.Strategy:
         strategy = tf.distribute.MirroredStrategy()
     else:
         strategy = tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    for field in ("batch_size", "unsup_batch_size"):
-        value = getattr(exp, field)
-        if value % replicas:
-            raise ValueError(f"experiment {exp.name!r}: {field}={value} does not divide across "
-                             f"{replicas} replicas of the {exp.strategy} strategy")
+    check_replicas(exp, strategy.num_replicas_in_sync)
     return strategy
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training with a clear error at the first NaN or infinite loss.
+
+    Raising (instead of TerminateOnNaN's quiet stop) skips BackupAndRestore's clean-up, so the
+    last good backup stays for inspection or a restart with other settings.
+    """
+
+    def __init__(self, backup_dir: str):
+        super().__init__()
+        self.backup_dir = backup_dir
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("total_loss")
+        if loss is not None and not np.isfinite(loss):
+            step = int(self.model.optimizer.iterations)
+            raise FloatingPointError(
+                f"training of {self.model.exp.name!r} stopped: the loss became {loss} at step "
+                f"{step}; the last good checkpoint (end of the previous epoch) is kept in "
+                f"{self.backup_dir}. Lower the learning rate or check the input data.")
 
 
 def build_model(exp: Experiment) -> S4LModel:
@@ -121,15 +174,11 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
             os.path.join(log_dir, "checkpoints", "weights-{epoch:04d}"), save_weights_only=True,
             save_freq=steps_per_epoch * exp.checkpoint_every_epochs),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
-        keras.callbacks.TerminateOnNaN(),
+        StopOnNonFiniteLoss(backup_dir),
     ]
     validation = {}
     if eval_ds is not None and exp.eval_every_epochs > 0:
         validation = {"validation_data": eval_ds, "validation_freq": exp.eval_every_epochs}
-    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        callbacks=callbacks, verbose=2, **validation)
-    losses = history.history.get("total_loss", [])
-    if losses and not np.isfinite(losses[-1]):
-        raise FloatingPointError(
-            f"training of {exp.name!r} diverged: total loss {losses[-1]} at epoch {len(losses)}")
+    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+              verbose=2, **validation)
     return model

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from modules.trainer.experiment import Experiment
-from pipeline.presets import supervised
+from pipeline.presets import s4l_rotation, supervised
 
 PRESETS: dict[str, Callable[..., Experiment]] = {
     "supervised": supervised.get_config,
+    "s4l_rotation": s4l_rotation.get_config,
 }
 
 

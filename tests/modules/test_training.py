@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules.trainer import experiment, training
+from modules.trainer import experiment, methods, training
 
 SYNTHETIC = experiment.for_dataset("synthetic").replace(num_labelled_examples=64)
 
@@ -88,3 +88,24 @@ def test_tpu_strategy_connects_to_the_named_tpu(monkeypatch):
     assert training.make_strategy(exp).num_replicas_in_sync == 8
     assert calls == [("resolver", "grpc://10.0.0.2:8470"), ("connect", "FakeResolver"),
                      ("initialize", "FakeResolver")]
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_backup(tmp_path, monkeypatch):
+    # NaN images cannot make the loss NaN (oneDNN's ReLU maps NaN to 0), so a loss term
+    # reports NaN for batches marked with label -1.
+    def nan_on_marked(outputs, batch, exp):
+        labels = batch["labelled"]["label"]
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(labels, 0),
+                                                              outputs["classes_sup"])
+        return tf.where(labels < 0, np.nan, loss)
+
+    monkeypatch.setitem(methods.TERMS, "supervised", nan_on_marked)
+    exp = SYNTHETIC.replace(schedule_epochs=(0, 3))
+    good = _batches(exp)
+    bad = good.map(lambda b: {"labelled": {"image": b["labelled"]["image"],
+                                           "label": -tf.ones_like(b["labelled"]["label"])}})
+    data = good.concatenate(bad).repeat()  # Epoch 1 is finite, epoch 2 is NaN.
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 5.*kept in"):
+        training.fit(exp, data, None, str(tmp_path / "logs"), str(tmp_path / "backup"),
+                     tf.distribute.get_strategy())
+    assert any((tmp_path / "backup").rglob("*.index")), "the epoch-1 backup was deleted"

@@ -177,6 +177,12 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
     eval_refs = list(_convert(source, TEST, writer, rejections))
     writer.close()
 
+    name_counts = collections.Counter(name for name, _ in train_refs)
+    duplicates = sorted(name for name, n in name_counts.items() if n > 1)
+    if duplicates:
+        # Label maps select by file name, so a duplicated name is ambiguous: say so.
+        logging.warning("S4LExampleGen: %d training file names occur more than once, e.g. %s",
+                        len(duplicates), duplicates[:5])
     labelled_labels = [label for (_, label), c in zip(train_refs, chosen, strict=True) if c]
     unlabelled_labels = [label for (_, label), c in zip(train_refs, chosen, strict=True)
                          if not (options.exclude_labelled and c)]
@@ -198,6 +204,7 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
             features.UNLABELLED_SPLIT: _describe(unlabelled_labels, class_names),
             features.EVAL_SPLIT: _describe([label for _, label in eval_refs], class_names),
         },
+        "duplicate_filenames": {"count": len(duplicates), "examples": duplicates[:20]},
         "rejected": {"count": sum(rejections.count.values()),
                      "by_part": dict(rejections.count),
                      "records": rejections.listed},

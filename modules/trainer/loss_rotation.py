@@ -1,0 +1,57 @@
+"""S4L-Rotation (S4L_SPEC section 4.2): predict which of R=4 rotations an image shows.
+
+Both streams are rotated in the train step, image-major (the 4 rotations of an image are
+adjacent), after the per-image crop and flip, as the original's `...|-1_to_1|rotate`.
+The classifier trains on all 4 rotated copies of each labelled image (labels repeated), and
+`L_rot = 0.5 * L_rot_u + 0.5 * L_rot_s` (rot_loss_unsup = rot_loss_sup = 1).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from modules.trainer.experiment import Experiment
+
+NUM_ROTATIONS = 4
+
+
+def rotate_batch(images: tf.Tensor) -> tf.Tensor:
+    """[B, H, W, C] -> [R * B, H, W, C]; row r * ... image-major: k = row % R, k * 90 deg CCW."""
+    rotated = tf.stack([tf.image.rot90(images, k) for k in range(NUM_ROTATIONS)], axis=1)
+    shape = tf.shape(images)
+    return tf.reshape(rotated, tf.concat([[-1], shape[1:]], axis=0))
+
+
+def rotation_labels(num_images: tf.Tensor | int) -> tf.Tensor:
+    """[0, 1, 2, 3, 0, 1, 2, 3, ...] for `num_images` source images: [R * B] int32."""
+    return tf.tile(tf.range(NUM_ROTATIONS, dtype=tf.int32), [num_images])
+
+
+def rotate_stream(stream: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Rotates a stream's images; repeats its class labels; adds `rotation` labels."""
+    images = stream["image"]
+    out = {"image": rotate_batch(images), "rotation": rotation_labels(tf.shape(images)[0])}
+    if "label" in stream:
+        out["label"] = tf.repeat(stream["label"], NUM_ROTATIONS)
+    return out
+
+
+def rotation_loss(rotation_logits: tf.Tensor, rotation_labels: tf.Tensor) -> tf.Tensor:
+    """Per-example CE of the rotation head: [N, R] logits, [N] labels -> [N]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=rotation_labels, logits=tf.cast(rotation_logits, tf.float32))
+
+
+def term(outputs: dict[str, tf.Tensor], batch: dict, exp: Experiment) -> tf.Tensor:
+    """Rotation loss of both halves, weighted so its batch mean is 0.5 L_u + 0.5 L_s: [N]."""
+    del exp
+    sup = rotation_loss(outputs["rotations_sup"], batch["labelled"]["rotation"])
+    if "rotations_unsup" not in outputs:
+        return sup
+    unsup = rotation_loss(outputs["rotations_unsup"], batch["unlabelled"]["rotation"])
+    n_sup = tf.cast(tf.shape(sup)[0], tf.float32)
+    n_unsup = tf.cast(tf.shape(unsup)[0], tf.float32)
+    total = n_sup + n_unsup
+    # compute_average_loss divides the sum by N = n_sup + n_unsup: scale each half so the
+    # result is the mean of the two means, whatever B and B_u are.
+    return tf.concat([unsup * (0.5 * total / n_unsup), sup * (0.5 * total / n_sup)], axis=0)

@@ -1,0 +1,96 @@
+"""S4L-Rotation against independent NumPy references (S4L_SPEC section 4.2)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modules.trainer import experiment, loss_rotation, schedules, training
+from pipeline import presets
+
+
+def _np_ce(logits, labels):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_softmax[np.arange(len(labels)), labels]
+
+
+def test_rotate_batch_is_image_major_ccw():
+    images = np.random.default_rng(0).normal(size=(3, 5, 5, 2)).astype(np.float32)
+    out = loss_rotation.rotate_batch(tf.constant(images)).numpy()
+    assert out.shape == (12, 5, 5, 2)
+    for i in range(3):
+        for k in range(4):
+            # np.rot90 on axes (0, 1) is counter-clockwise, like tf.image.rot90.
+            np.testing.assert_array_equal(out[4 * i + k], np.rot90(images[i], k, axes=(0, 1)))
+
+
+def test_rotation_labels_and_repeated_class_labels():
+    stream = loss_rotation.rotate_stream({"image": tf.zeros([2, 4, 4, 3]),
+                                          "label": tf.constant([7, 9])})
+    np.testing.assert_array_equal(stream["rotation"], [0, 1, 2, 3, 0, 1, 2, 3])
+    np.testing.assert_array_equal(stream["label"], [7, 7, 7, 7, 9, 9, 9, 9])
+
+
+def test_rotation_loss_matches_numpy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(8, 4)).astype(np.float32)
+    labels = np.tile(np.arange(4), 2)
+    np.testing.assert_allclose(loss_rotation.rotation_loss(logits, labels),
+                               _np_ce(logits, labels), rtol=1e-5)
+
+
+def test_confident_correct_head_gives_zero_loss():
+    labels = loss_rotation.rotation_labels(3)
+    logits = 50.0 * tf.one_hot(labels, 4)
+    assert float(tf.reduce_max(loss_rotation.rotation_loss(logits, labels))) < 1e-6
+
+
+@pytest.mark.parametrize("n_unsup,n_sup", [(8, 8), (16, 4)])
+def test_term_averages_the_two_halves_equally(n_unsup, n_sup):
+    rng = np.random.default_rng(2)
+    out_u = rng.normal(size=(n_unsup, 4)).astype(np.float32)
+    out_s = rng.normal(size=(n_sup, 4)).astype(np.float32)
+    lab_u, lab_s = np.arange(n_unsup) % 4, np.arange(n_sup) % 4
+    per_example = loss_rotation.term(
+        {"rotations_unsup": out_u, "rotations_sup": out_s},
+        {"unlabelled": {"rotation": lab_u}, "labelled": {"rotation": lab_s}}, None)
+    assert per_example.shape == (n_unsup + n_sup,)
+    expected = 0.5 * _np_ce(out_u, lab_u).mean() + 0.5 * _np_ce(out_s, lab_s).mean()
+    np.testing.assert_allclose(float(tf.nn.compute_average_loss(per_example)), expected,
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("step,expected", [(2_500, 0.03), (70_001, 3e-3), (99_999, 3e-5)])
+def test_s4l_rotation_imagenet_lr(step, expected):
+    lr = schedules.learning_rate(presets.get("s4l_rotation", dataset="imagenet"))
+    assert float(lr(step)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_s4l_rotation_imagenet_equals_original_config():
+    exp = presets.get("s4l_rotation", dataset="imagenet")
+    assert (exp.batch_size, exp.unsup_batch_size, exp.weight_decay, exp.lr,
+            exp.lr_scale_batch_size) == (256, 256, 1e-3, 0.03, 0)
+    assert exp.schedule_epochs == (5, 140, 160, 180, 200)
+    assert exp.losses == {"supervised": 1.0, "rotation": 1.0}
+    assert (exp.eval_batch_size, exp.num_labelled_examples) == (16, 128_000)
+    assert schedules.total_steps(exp) == 100_000
+
+
+def test_rotation_train_step_and_rotation_averaged_eval():
+    exp = presets.get("s4l_rotation", dataset="synthetic").replace(
+        num_labelled_examples=32, batch_size=4)
+    model = training.build_model(exp)
+    rng = np.random.default_rng(3)
+    batch = {"labelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),
+                          "label": np.arange(4, dtype=np.int32)},
+             "unlabelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)}}
+    logs = model.train_step(batch)
+    assert {"supervised_loss", "rotation_loss", "total_loss"} <= set(logs)
+    assert np.isfinite(float(logs["rotation_loss"]))
+    results = model.test_step((batch["labelled"]["image"], batch["labelled"]["label"]))
+    assert {"top1", "rot_avg_top1", "rot_avg_top5"} <= set(results)
+
+
+def test_rotation_needs_no_change_to_experiment_validation():
+    exp = experiment.Experiment(losses={"supervised": 1.0, "rotation": 1.0})
+    assert exp.validate() is exp

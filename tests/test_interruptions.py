@@ -1,0 +1,50 @@
+"""A Trainer killed with SIGKILL mid-training resumes from its last checkpoint."""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO, write_image_folder
+
+
+def _argv(images, out):
+    return [sys.executable, os.path.join(REPO, "beam_runner.py"), "--source", "image_folder",
+            "--data_path", images, "--dataset", "synthetic", "--labelled_fraction", "0.5",
+            "--batch_size", "4", "--train_epochs", "40", "--output_dir", out,
+            "--min_top1", "0.0"]
+
+
+def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
+    images = write_image_folder(str(tmp_path / "images"), classes=3, train_per_class=16,
+                                test_per_class=4)
+    out = str(tmp_path / "out")
+    first = subprocess.Popen(_argv(images, out), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    pattern = os.path.join(out, "tfx", "Trainer.supervised", "resume", "*", "chief", "checkpoint")
+    deadline = time.time() + 400
+    while not glob.glob(pattern) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert glob.glob(pattern), "training never wrote a backup before the deadline"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+
+    second = subprocess.run(_argv(images, out), capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    epochs = [int(e) for e in re.findall(r"^Epoch (\d+)/40$", second.stdout, re.MULTILINE)]
+    assert epochs and epochs[0] > 1, "the re-run started again from epoch 1"
+    assert epochs[-1] == 40
+    run_dirs = glob.glob(os.path.join(out, "tfx", "Trainer.supervised", "model_run", "*"))
+    finished = []
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "experiment.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                finished.append(json.load(f))
+    # 24 labelled images / batch 4 = 6 steps per epoch, 40 epochs.
+    assert [f["final_step"] for f in finished] == [240]
