@@ -13,7 +13,7 @@ import os
 # tf-keras, not Keras 3, must back tf.keras before TensorFlow is first imported (TFX_NOTES 2).
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-# oneDNN kernels: 1.8x the small ResNet's training throughput on this AVX2 CPU
+# oneDNN kernels: about 2x the small ResNet's training throughput on this AVX2 CPU
 # (benchmarks/README.md); TF 2.16 leaves them off on CPUs without AVX-512.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
