@@ -74,7 +74,8 @@ class S4LModel(keras.Model):
         self.total_tracker.update_state(total)
         self.top1.update_state(batch["labelled"]["label"], outputs["classes_sup"])
         self.top5.update_state(batch["labelled"]["label"], outputs["classes_sup"])
-        logs = {m.name: m.result() for m in self.metrics}
+        # rot_avg_* are eval-only metrics (updated in test_step).
+        logs = {m.name: m.result() for m in self.metrics if not m.name.startswith("rot_avg")}
         logs["lr"] = self.lr_schedule(self.optimizer.iterations)
         return logs
 

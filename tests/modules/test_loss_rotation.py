@@ -86,6 +86,7 @@ def test_rotation_train_step_and_rotation_averaged_eval():
              "unlabelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)}}
     logs = model.train_step(batch)
     assert {"supervised_loss", "rotation_loss", "total_loss"} <= set(logs)
+    assert not any(name.startswith("rot_avg") for name in logs)
     assert np.isfinite(float(logs["rotation_loss"]))
     results = model.test_step((batch["labelled"]["image"], batch["labelled"]["label"]))
     assert {"top1", "rot_avg_top1", "rot_avg_top5"} <= set(results)
