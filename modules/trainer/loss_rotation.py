@@ -16,7 +16,8 @@ NUM_ROTATIONS = 4
 
 
 def rotate_batch(images: tf.Tensor) -> tf.Tensor:
-    """[B, H, W, C] -> [R * B, H, W, C]; row r * ... image-major: k = row % R, k * 90 deg CCW."""
+    """[B, H, W, C] -> [R * B, H, W, C], image-major: row i * R + k is image i turned k * 90
+    degrees counter-clockwise (tf.image.rot90)."""
     rotated = tf.stack([tf.image.rot90(images, k) for k in range(NUM_ROTATIONS)], axis=1)
     shape = tf.shape(images)
     return tf.reshape(rotated, tf.concat([[-1], shape[1:]], axis=0))

@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from modules.trainer import methods, model_resnet_v2, schedules
+from modules.trainer import loss_rotation, methods, model_resnet_v2, schedules
 from modules.trainer.experiment import Experiment
 
 
@@ -45,6 +45,7 @@ class S4LModel(keras.Model):
         self.rot_avg = exp.eval_rotation_average and "rotation" in exp.losses
         self.rot_avg_top1 = keras.metrics.SparseCategoricalAccuracy("rot_avg_top1")
         self.rot_avg_top5 = keras.metrics.SparseTopKCategoricalAccuracy(5, "rot_avg_top5")
+        self.eval_only_metrics = [self.rot_avg_top1, self.rot_avg_top5] if self.rot_avg else []
 
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
         pre_logits = self.backbone(images, training=training)["pre_logits"]
@@ -55,8 +56,8 @@ class S4LModel(keras.Model):
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        extra = [self.rot_avg_top1, self.rot_avg_top5] if self.rot_avg else []
-        return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5, *extra]
+        return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5,
+                *self.eval_only_metrics]
 
     def train_step(self, batch: dict) -> dict[str, tf.Tensor]:
         batch = methods.prepare(batch, self.exp)
@@ -74,8 +75,7 @@ class S4LModel(keras.Model):
         self.total_tracker.update_state(total)
         self.top1.update_state(batch["labelled"]["label"], outputs["classes_sup"])
         self.top5.update_state(batch["labelled"]["label"], outputs["classes_sup"])
-        # rot_avg_* are eval-only metrics (updated in test_step).
-        logs = {m.name: m.result() for m in self.metrics if not m.name.startswith("rot_avg")}
+        logs = {m.name: m.result() for m in self.metrics if m not in self.eval_only_metrics}
         logs["lr"] = self.lr_schedule(self.optimizer.iterations)
         return logs
 
@@ -86,8 +86,11 @@ class S4LModel(keras.Model):
         self.top5.update_state(labels, logits)
         results = {"top1": self.top1.result(), "top5": self.top5.result()}
         if self.rot_avg:
-            averaged = tf.add_n([self(tf.image.rot90(images, k), training=False)["classes"]
-                                 for k in range(4)]) / 4.0
+            # One pass over the image-major [R * N] rotations, logits averaged per image.
+            rotated = self(loss_rotation.rotate_batch(images), training=False)["classes"]
+            averaged = tf.reduce_mean(
+                tf.reshape(rotated, [-1, loss_rotation.NUM_ROTATIONS, tf.shape(rotated)[-1]]),
+                axis=1)
             self.rot_avg_top1.update_state(labels, averaged)
             self.rot_avg_top5.update_state(labels, averaged)
             results.update(rot_avg_top1=self.rot_avg_top1.result(),

@@ -90,6 +90,12 @@ def test_rotation_train_step_and_rotation_averaged_eval():
     assert np.isfinite(float(logs["rotation_loss"]))
     results = model.test_step((batch["labelled"]["image"], batch["labelled"]["label"]))
     assert {"top1", "rot_avg_top1", "rot_avg_top5"} <= set(results)
+    # Reference: logits of each rotation computed separately, averaged, then top-1.
+    images, labels = batch["labelled"]["image"], batch["labelled"]["label"]
+    averaged = np.mean([model(np.rot90(images, k, axes=(1, 2)).copy(),
+                              training=False)["classes"].numpy() for k in range(4)], axis=0)
+    expected = np.mean(averaged.argmax(axis=1) == labels)
+    assert float(results["rot_avg_top1"]) == pytest.approx(expected)
 
 
 def test_rotation_needs_no_change_to_experiment_validation():
