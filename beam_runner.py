@@ -73,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Seed of the labelled subset and of training (default 0).")
 
     model = parser.add_argument_group("method and training")
-    model.add_argument("--preset", default="supervised", choices=sorted(presets.PRESETS),
-                       help="Named experiment (one per original S4L config).")
-    model.add_argument("--method", default=None, choices=sorted(presets.PRESETS),
-                       help="Alias of --preset.")
+    model.add_argument("--preset", default="supervised", type=_preset_list,
+                       help="Named experiment (one per original S4L config), or several "
+                            "separated by commas to train them in one pipeline; presets that "
+                            "build on others (pseudo_labels, moam_step_2/3) bring their "
+                            "earlier stages.")
+    model.add_argument("--method", default=None, type=_preset_list, help="Alias of --preset.")
     model.add_argument("--dataset", default=None, choices=("imagenet", "fashion_mnist",
                                                           "synthetic"),
                        help="Which variant of the preset (default: from --source).")
@@ -112,13 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no_cache", action="store_true", help="Disable TFX caching.")
     run.add_argument("--verbose", action="store_true",
                      help="Show every INFO log line (default: progress lines only).")
-    parser.epilog = ("presets: " + ", ".join(sorted(presets.PRESETS))
+    parser.epilog = ("presets: " + ", ".join(presets.PRESETS)
                      + "\nBeam arguments go after --, e.g. -- --direct_num_workers=2")
     return parser
 
 
+def _preset_list(text: str) -> list[str]:
+    from pipeline import presets
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in presets.PRESETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown preset(s) {unknown or text!r}; choose from {', '.join(presets.PRESETS)}")
+    return names
+
+
 _PROGRESS_PATTERNS = ("Component ", "S4LExampleGen:", "Training ", "Final eval", "Running pipeline",
-                      "not blessed", "Model pushed", "Rejected record")
+                      "not blessed", "Model pushed", "Rejected record", "Initialised ")
 
 
 class _ProgressFilter:
@@ -148,14 +161,21 @@ def make_source(args: argparse.Namespace):
                                label_offset=args.label_offset)
 
 
-def make_experiment(args: argparse.Namespace, num_classes: int):
-    from modules.trainer.experiment import Experiment
+def make_experiments(args: argparse.Namespace, num_classes: int) -> list:
+    """The preset's stages (itself after the presets it builds on), each with the command
+    line's settings and --set overrides applied."""
     from pipeline import presets
 
-    name = args.method or args.preset
     dataset = args.dataset or DATASET_OF_SOURCE[args.source]
     labels = args.labels or ("1pct" if 0 < args.labelled_fraction <= 0.05 else "10pct")
-    exp: Experiment = presets.get(name, dataset=dataset, labels=labels)
+    stages = {}
+    for name in args.method or args.preset:
+        for exp in presets.stages(name, dataset=dataset, labels=labels):
+            stages.setdefault(exp.name, exp)
+    return [apply_args(exp, args, dataset, num_classes) for exp in stages.values()]
+
+
+def apply_args(exp, args: argparse.Namespace, dataset: str, num_classes: int):
     changes = {"seed": args.seed, "num_classes": num_classes}
     if args.train_epochs is not None:
         factor = args.train_epochs / exp.schedule_epochs[-1]
@@ -167,7 +187,7 @@ def make_experiment(args: argparse.Namespace, num_classes: int):
     if args.tpu:
         changes["tpu_address"] = args.tpu
     if args.label_map or dataset != "imagenet" or args.source != "imagenet_tfrecords":
-        changes["num_labelled_examples"] = 0  # Counted from the labelled split.
+        changes["num_labelled_examples"] = 0  # Counted from the data.
     exp = exp.replace(**changes)
     overrides = {}
     for item in args.overrides:
@@ -218,13 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = make_source(args)
         num_classes = len(source.class_names())
-        experiment = make_experiment(args, num_classes)
+        experiments = make_experiments(args, num_classes)
         data = make_data_config(args, source, num_classes)
         from modules.trainer import training
 
-        replicas = training.expected_replicas(experiment)
-        if replicas:
-            training.check_replicas(experiment, replicas)
+        for experiment in experiments:
+            replicas = training.expected_replicas(experiment)
+            if replicas:
+                training.check_replicas(experiment, replicas)
+        pipeline_lib.check_stages(experiments)
     except ValueError as e:  # Bad flags, presets, paths: say so before any work starts.
         print(f"beam_runner: error: {e}", file=sys.stderr)
         return 2
@@ -238,27 +260,35 @@ def main(argv: list[str] | None = None) -> int:
 
     pipeline = pipeline_lib.create_pipeline(
         pipeline_name=args.pipeline_name, pipeline_root=pipeline_root, data=data,
-        experiment=experiment, schema_path=SCHEMA_PATH, transform_module=TRANSFORM_MODULE,
+        experiments=experiments, schema_path=SCHEMA_PATH, transform_module=TRANSFORM_MODULE,
         trainer_module=TRAINER_MODULE, push_destination=push_destination,
         thresholds=EvalConfig(min_top1=args.min_top1, max_top1_drop=args.max_top1_drop),
         enable_cache=not args.no_cache,
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=beam_pipeline_args)
-    logging.info("Running pipeline %s (experiment %s) under %s", args.pipeline_name,
-                 experiment.name, pipeline_root)
+    logging.info("Running pipeline %s (stages %s) under %s", args.pipeline_name,
+                 ", ".join(e.name for e in experiments), pipeline_root)
     start = time.time()
     tfx.orchestration.LocalDagRunner().run(pipeline)
     elapsed = time.time() - start
 
-    summary = run_summary.summarize(metadata_path, args.pipeline_name, experiment.name)
+    # The last stage's results at the top level; every stage's under "stages".
+    stage_summaries = {e.name: run_summary.summarize(metadata_path, args.pipeline_name, e.name)
+                       for e in experiments}
+    summary = dict(stage_summaries[experiments[-1].name])
     summary.update(wall_time_s=round(elapsed, 1), pipeline_root=pipeline_root,
-                   metadata=metadata_path, experiment=experiment.to_dict(),
+                   metadata=metadata_path, experiment=experiments[-1].to_dict(),
                    command=" ".join(["beam_runner.py", *argv]))
+    if len(experiments) > 1:
+        summary["stages"] = stage_summaries
     os.makedirs(output_dir, exist_ok=True)
     summary_path = os.path.join(output_dir, "summary.json")
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=1)
+    for name, stage in summary.get("stages", {}).items():
+        if name != experiments[-1].name:
+            print(run_summary.format_summary(stage))
     print(run_summary.format_summary(summary))
     print(f"  wall time:     {elapsed / 60:.1f} min")
     print(f"  summary:       {summary_path}")

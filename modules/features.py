@@ -12,6 +12,9 @@ CLASS_TEXT_KEY = "image/class/text"
 HEIGHT_KEY = "image/height"
 WIDTH_KEY = "image/width"
 
+# Class logits a pseudo-labelling model appends to every example (BulkInferrer).
+PSEUDO_LOGITS_KEY = "image/class/pseudo_logits"
+
 # Outputs of the Transform graph.
 TRANSFORMED_IMAGE_KEY = "image"
 TRANSFORMED_LABEL_KEY = "label"

@@ -2,7 +2,7 @@
 
 Deterministic ops come from modules/transform/image_ops.py, so train and eval share decoding
 and scaling. Pipelines: supervised 10 % = `inception_crop|resize|flip_lr|-1_to_1`; 1 % adds
-`hsvnoise` after the flip.
+`hsvnoise` after the flip; S4L-Exemplar makes P such patches per image, with `hsvnoise`.
 """
 
 from __future__ import annotations
@@ -46,14 +46,10 @@ def hsv_noise(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.hsv_to_rgb(hsv) * 255.0
 
 
-def train_preprocess(encoded: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf.Tensor:
-    """One encoded image -> float32 [S, S, 3] in [-1, 1] with the preset's augmentations.
-
-    `seed` ([2] int) determines every random draw for this image.
-    """
+def augment(image: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf.Tensor:
+    """One decoded image -> float32 [S, S, 3] in [-1, 1] with the preset's augmentations."""
     crop_seed, flip_seed, hsv_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=3))
-    image = image_ops.decode(encoded)
     if exp.inception_crop:
         image = inception_crop(image, crop_seed, exp.crop_area_min)
     # Bilinear, aspect ratio not kept: the original's `resize(224)`.
@@ -61,5 +57,20 @@ def train_preprocess(encoded: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf
     if exp.flip_lr:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if exp.hsvnoise:
+        # Per-pixel colour noise commutes with the flip, so either order of the originals'
+        # pipelines (supervised 1 %: flip first, exemplar: hsvnoise first) is the same.
         image = hsv_noise(image, hsv_seed)
     return image_ops.to_minus1_1(image)
+
+
+def train_preprocess(encoded: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf.Tensor:
+    """One encoded image -> its training input, all random draws from `seed` ([2] int).
+
+    [S, S, 3] in [-1, 1]; for S4L-Exemplar, [P, S, S, 3]: P independently cropped, flipped and
+    colour-jittered patches of the image (`crop_inception_patches(P)|hsvnoise|flip_lr`).
+    """
+    image = image_ops.decode(encoded)
+    if "exemplar" not in exp.losses:
+        return augment(image, seed, exp)
+    seeds = tf.random.experimental.stateless_split(seed, num=exp.exemplar_patches)
+    return tf.stack([augment(image, seeds[i], exp) for i in range(exp.exemplar_patches)])

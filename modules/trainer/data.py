@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -32,11 +33,24 @@ def list_files(pattern: str) -> list[str]:
     return files
 
 
-def split_stats(file_pattern: str) -> dict:
-    """Reads split_stats.json of the Examples artifact that `file_pattern` points into."""
-    uri = os.path.dirname(os.path.dirname(file_pattern))
-    with tf.io.gfile.GFile(os.path.join(uri, features.SPLIT_STATS_FILE)) as f:
+def split_stats(file_pattern: str) -> dict | None:
+    """split_stats.json of the Examples artifact that `file_pattern` points into, or None
+    (BulkInferrer's output examples have none)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(file_pattern)),
+                        features.SPLIT_STATS_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
         return json.load(f)
+
+
+def count_examples(file_pattern: str, split: str) -> int:
+    """Records of `split`: from split_stats.json where there is one, else by reading them."""
+    stats = split_stats(file_pattern)
+    if stats is not None:
+        return int(stats["splits"][split]["count"])
+    return int(_records(list_files(file_pattern), shuffle=False, seed=0).reduce(
+        tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
 def _records(files: list[str], shuffle: bool, seed: int) -> tf.data.Dataset:
@@ -49,11 +63,15 @@ def _records(files: list[str], shuffle: bool, seed: int) -> tf.data.Dataset:
 
 
 def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
-                    cache: bool) -> tf.data.Dataset:
-    """Repeating, shuffled, augmented batches of {"image": [B, S, S, 3], "label": [B]}."""
+                    cache: bool, parse: Callable[[tf.Tensor], dict] | None = None
+                    ) -> tf.data.Dataset:
+    """Repeating, shuffled, augmented batches of {"image": [B, S, S, 3], "label": [B]}.
+
+    `parse` maps a serialized example to {IMAGE_KEY, LABEL_KEY} (default: read both).
+    """
+    parse = parse or (lambda s: tf.io.parse_single_example(s, _TRAIN_SPEC))
     dataset = _records(list_files(pattern), shuffle=True, seed=seed)
-    dataset = dataset.map(lambda s: tf.io.parse_single_example(s, _TRAIN_SPEC),
-                          num_parallel_calls=_AUTOTUNE)
+    dataset = dataset.map(parse, num_parallel_calls=_AUTOTUNE)
     if cache:
         # Encoded bytes only: the original's --cache_dataset (spec section 1.4, step 4).
         dataset = dataset.cache()
@@ -81,6 +99,45 @@ def train_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.Dataset
         streams["unlabelled"] = training_stream(
             unlabelled_pattern, exp.unsup_batch_size, exp, exp.seed + 1, cache=False)
     return tf.data.Dataset.zip(streams).prefetch(_AUTOTUNE)
+
+
+def labelled_lookup(labelled_pattern: str) -> tf.lookup.StaticHashTable:
+    """File name -> true label of every labelled-split image (-1 for other names)."""
+    spec = {features.FILENAME_KEY: _TRAIN_SPEC[features.IMAGE_KEY],
+            features.LABEL_KEY: _TRAIN_SPEC[features.LABEL_KEY]}
+    names, labels = [], []
+    for batch in _records(list_files(labelled_pattern), shuffle=False, seed=0).batch(
+            4096).map(lambda s: tf.io.parse_example(s, spec)):
+        names.append(batch[features.FILENAME_KEY])
+        labels.append(batch[features.LABEL_KEY])
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.concat(names, 0), tf.concat(labels, 0)),
+        default_value=-1)
+
+
+def pseudo_label_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.Dataset:
+    """Every training image with its true label where it is in the labelled subset and its
+    pseudo-label (argmax of the labeller's logits) elsewhere (S4L_SPEC section 7.2).
+
+    The true labels come only from the labelled split (never from the unlabelled split's
+    own label field), so no label outside the labelled subset is used.
+    """
+    labelled_pattern, unlabelled_pattern = train_patterns
+    table = labelled_lookup(labelled_pattern)
+    spec = {features.IMAGE_KEY: _TRAIN_SPEC[features.IMAGE_KEY],
+            features.FILENAME_KEY: _TRAIN_SPEC[features.IMAGE_KEY],
+            features.PSEUDO_LOGITS_KEY: tf.io.FixedLenFeature([exp.num_classes], tf.float32)}
+
+    def parse(serialized: tf.Tensor) -> dict:
+        example = tf.io.parse_single_example(serialized, spec)
+        true_label = table.lookup(example[features.FILENAME_KEY])
+        pseudo = tf.argmax(example[features.PSEUDO_LOGITS_KEY], output_type=tf.int64)
+        return {features.IMAGE_KEY: example[features.IMAGE_KEY],
+                features.LABEL_KEY: tf.where(true_label >= 0, true_label, pseudo)}
+
+    stream = training_stream(unlabelled_pattern, exp.batch_size, exp, exp.seed,
+                             exp.cache_labelled, parse=parse)
+    return tf.data.Dataset.zip({"labelled": stream}).prefetch(_AUTOTUNE)
 
 
 def eval_dataset(pattern: str, tf_transform_output: tft.TFTransformOutput,

@@ -17,7 +17,11 @@ DATASETS = ("imagenet", "fashion_mnist", "synthetic")
 LABELS = ("1pct", "10pct")
 ARCHITECTURES = ("resnet50v2", "resnet_small_v2")
 STRATEGIES = ("default", "mirrored", "tpu")
-METHOD_LOSSES = ("supervised", "rotation")
+METHOD_LOSSES = ("supervised", "rotation", "exemplar", "vat", "entmin")
+PRECISIONS = ("float32", "mixed_bfloat16")
+# Exemplar identities: each source image (the fix) or the original's swapped-argument groups of
+# consecutive rows (S4L_SPEC section 4.3 and 10.1 item 1); recorded in every run's metadata.
+EXEMPLAR_IDENTITIES = ("source_image", "original_swapped")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +43,31 @@ class Experiment:
     hsvnoise: bool = False
     cache_labelled: bool = False
     shuffle_buffer: int = 10_000
+    # S4L-Exemplar (spec section 4.3): patches per image, embedding width, identity labels.
+    exemplar_patches: int = 8
+    triplet_embed_dim: int = 1000
+    exemplar_identity: str = "source_image"
+    # VAT and EntMin (spec section 4.4): L2 radius, finite-difference scale, power iterations;
+    # with apply_vat_to_labelled the VAT and EntMin terms cover both streams, else unlabelled.
+    vat_eps: float = 40.0
+    vat_xi: float = 1e-6
+    vat_power_iters: int = 1
+    apply_vat_to_labelled: bool = True
+    # Multi-stage methods (spec section 7): the preset whose model pseudo-labels the training
+    # images for this one, and the preset whose trained weights initialise this one.
+    pseudo_labels_from: str = ""
+    init_from: str = ""
     # Model (spec section 3).
     architecture: str = "resnet50v2"
     filters_factor: int = 4
     weight_decay: float = 1e-3
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
+    # Polyak averaging (spec section 4.6): EMA of the trainable weights with a half-life of one
+    # labelled epoch; evaluation, export and the Hub modules then use the averaged weights.
+    polyak_averaging: bool = False
+    # "mixed_bfloat16": bfloat16 compute, float32 variables, heads and exported signatures.
+    precision: str = "float32"
     # Optimisation (spec section 5).
     batch_size: int = 256
     unsup_batch_mult: float = 0.0
@@ -127,6 +150,10 @@ class Experiment:
             fail("dataset", f"is not one of {DATASETS}")
         if self.architecture not in ARCHITECTURES:
             fail("architecture", f"is not one of {ARCHITECTURES}")
+        if self.precision not in PRECISIONS:
+            fail("precision", f"is not one of {PRECISIONS}")
+        if self.exemplar_identity not in EXEMPLAR_IDENTITIES:
+            fail("exemplar_identity", f"is not one of {EXEMPLAR_IDENTITIES}")
         if self.strategy not in STRATEGIES:
             fail("strategy", f"is not one of {STRATEGIES}")
         if self.strategy == "tpu" and not self.tpu_address:
@@ -140,9 +167,20 @@ class Experiment:
                 fail("losses", f"has a negative weight for {name!r}")
         for field in ("num_classes", "image_size", "resize_size", "batch_size",
                       "eval_batch_size", "filters_factor", "shuffle_buffer",
-                      "checkpoint_every_epochs"):
+                      "checkpoint_every_epochs", "exemplar_patches", "triplet_embed_dim",
+                      "vat_power_iters"):
             if getattr(self, field) < 1:
                 fail(field, "must be >= 1")
+        if {"rotation", "exemplar"} <= set(self.losses):
+            fail("losses", "cannot combine rotation and exemplar (different input layouts)")
+        if ({"vat", "entmin"} & set(self.losses) and not self.apply_vat_to_labelled
+                and self.unsup_batch_size < 1):
+            fail("unsup_batch_mult", "must give an unlabelled batch: VAT/EntMin are set to "
+                 "cover only unlabelled images (apply_vat_to_labelled=False)")
+        if self.vat_eps <= 0 or self.vat_xi <= 0:
+            fail("vat_eps", "and vat_xi must be > 0")
+        if self.pseudo_labels_from and self.unsup_batch_size:
+            fail("unsup_batch_mult", "must be 0 when training on pseudo-labels")
         if self.resize_size < self.image_size:
             fail("resize_size", f"must be >= image_size ({self.image_size})")
         if not 0 < self.crop_area_min <= 1:
@@ -208,19 +246,57 @@ def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
     return small
 
 
-# Fraction of the original schedule (in labelled epochs) that the CPU data sets train for.
-SCHEDULE_SCALE = {"imagenet": 1.0, "fashion_mnist": 0.15, "synthetic": 0.01}
+# The CPU data sets' training budget: images through the network per run (forward passes over
+# every stream, view and VAT pass, at the base width), so every method gets the same compute.
+# Fashion-MNIST: 240k images, ~15 min of training on this 2-core CPU (TFX_NOTES section 4).
+IMAGE_BUDGET = {"fashion_mnist": 240_000}
+# Training images of the CPU data sets (labelled = the fraction of them), for the budget rule.
+TRAIN_IMAGES = {"fashion_mnist": 60_000}
+LABELLED_FRACTION = {"10pct": 0.1, "1pct": 0.01}
+# `synthetic` (tests): a fixed 1 % of every original schedule.
+SYNTHETIC_SCALE = 0.01
+_BASE_FILTERS_FACTOR = 4
+
+
+def images_per_labelled_image(exp: Experiment) -> float:
+    """Forward-pass images a method runs per labelled training image (spec Appendix B),
+    weighted by width^2 relative to the base network's filters_factor 4."""
+    views = 4 if "rotation" in exp.losses else 1
+    if "exemplar" in exp.losses:
+        views = exp.exemplar_patches
+    clean = views * (1 + exp.unsup_batch_mult)
+    perturbed = 0.0
+    if "vat" in exp.losses:
+        target = views * (exp.unsup_batch_mult + (1 if exp.apply_vat_to_labelled else 0))
+        perturbed = 2 * target * exp.vat_power_iters
+    return (clean + perturbed) * (exp.filters_factor / _BASE_FILTERS_FACTOR) ** 2
 
 
 def scale_for_dataset(exp: Experiment) -> Experiment:
-    """Applies the dataset's schedule scale to a preset's ImageNet schedule.
+    """Fits a preset's ImageNet schedule (in labelled epochs) to the dataset.
 
-    Every entry (warm-up, decays, total) is multiplied by SCHEDULE_SCALE[dataset]; the total
-    is rounded to whole epochs. ImageNet presets are returned unchanged.
+    ImageNet: unchanged. Fashion-MNIST: the total becomes IMAGE_BUDGET / (labelled images x
+    images_per_labelled_image), so a rotation step (8 images per labelled one) trains for
+    1/8 of the supervised epochs; warm-up and decays keep their fractions of the total.
+    Synthetic: 1 % of the schedule.
     """
-    factor = SCHEDULE_SCALE[exp.dataset]
-    if factor == 1.0:
+    if exp.dataset == "imagenet":
         return exp
+    original_total = exp.schedule_epochs[-1]
+    if exp.dataset == "synthetic":
+        factor = SYNTHETIC_SCALE
+    else:
+        labelled = TRAIN_IMAGES[exp.dataset] * LABELLED_FRACTION[exp.labels]
+        if exp.pseudo_labels_from:
+            labelled = TRAIN_IMAGES[exp.dataset]  # every training image carries a label
+        total = IMAGE_BUDGET[exp.dataset] / (labelled * images_per_labelled_image(exp))
+        factor = max(1, round(total)) / original_total
     scaled = [e * factor for e in exp.schedule_epochs]
     scaled[-1] = max(1, round(scaled[-1]))
     return exp.replace(schedule_epochs=tuple(scaled))
+
+
+def scale_vat_eps(eps: float, image_size: int) -> float:
+    """The original's eps (an L2 norm over 224x224x3) for another resolution, keeping the
+    per-value RMS of the perturbation (about 0.103 at eps 40)."""
+    return eps * image_size / 224

@@ -6,6 +6,7 @@
 * `Format-Hub/classification/`: a TF2 reusable SavedModel, images [N, H, W, 3] in [-1, 1]
   -> logits [N, K] (the original hub module's `default` output).
 * `Format-Hub/feature_vector/`: the same images -> `pre_logits` [N, C].
+* `Format-Weights/`: the Keras weights, which a later stage warm-starts from (MOAM step 3).
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ SERVING_SIGNATURE = "serving_default"
 def hub_dir(serving_model_dir: str) -> str:
     """`Format-Hub` next to the serving model, inside the same Model artifact."""
     return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), "Format-Hub")
+
+
+def weights_prefix(serving_model_dir: str) -> str:
+    """Checkpoint prefix of `Format-Weights`, inside the same Model artifact."""
+    return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), "Format-Weights",
+                        "weights")
+
+
+def save_weights(model: S4LModel, serving_model_dir: str) -> str:
+    prefix = weights_prefix(serving_model_dir)
+    model.save_weights(prefix)
+    return prefix
 
 
 def inference_model(model: S4LModel, image_size: int | None) -> keras.Model:

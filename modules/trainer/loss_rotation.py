@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from modules.trainer.experiment import Experiment
+from modules.trainer import loss_utils
+from modules.trainer.step_context import StepContext
 
 NUM_ROTATIONS = 4
 
@@ -43,16 +44,11 @@ def rotation_loss(rotation_logits: tf.Tensor, rotation_labels: tf.Tensor) -> tf.
         labels=rotation_labels, logits=tf.cast(rotation_logits, tf.float32))
 
 
-def term(outputs: dict[str, tf.Tensor], batch: dict, exp: Experiment) -> tf.Tensor:
+def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Tensor:
     """Rotation loss of both halves, weighted so its batch mean is 0.5 L_u + 0.5 L_s: [N]."""
-    del exp
+    del step
     sup = rotation_loss(outputs["rotations_sup"], batch["labelled"]["rotation"])
     if "rotations_unsup" not in outputs:
         return sup
     unsup = rotation_loss(outputs["rotations_unsup"], batch["unlabelled"]["rotation"])
-    n_sup = tf.cast(tf.shape(sup)[0], tf.float32)
-    n_unsup = tf.cast(tf.shape(unsup)[0], tf.float32)
-    total = n_sup + n_unsup
-    # compute_average_loss divides the sum by N = n_sup + n_unsup: scale each half so the
-    # result is the mean of the two means, whatever B and B_u are.
-    return tf.concat([unsup * (0.5 * total / n_unsup), sup * (0.5 * total / n_sup)], axis=0)
+    return loss_utils.mean_of_halves(unsup, sup)

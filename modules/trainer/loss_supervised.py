@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from modules.trainer.experiment import Experiment
+from modules.trainer.step_context import StepContext
 
 
 def supervised_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -13,7 +13,7 @@ def supervised_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
 
 
-def term(outputs: dict[str, tf.Tensor], batch: dict, exp: Experiment) -> tf.Tensor:
+def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Tensor:
     """The supervised term on the labelled half of the shared forward pass: [B]."""
-    del exp
+    del step
     return supervised_loss(outputs["classes_sup"], batch["labelled"]["label"])

@@ -1,7 +1,9 @@
 """The registry of loss terms and the shared forward pass of every S4L method.
 
-`TERMS` maps the loss names used in `Experiment.losses` to `term(outputs, batch, exp)`
-functions that return per-example losses; only training.py reduces them.
+`TERMS` maps the loss names used in `Experiment.losses` to `term(outputs, batch, step)`
+functions that return per-example losses; only training.py reduces them. A method is a set of
+weighted terms (its preset's `losses`): supervised, S4L-Rotation (supervised + rotation),
+S4L-Exemplar (supervised + exemplar), VAT, VAT+EntMin and MOAM step 1 (rotation + VAT + EntMin).
 """
 
 from __future__ import annotations
@@ -11,22 +13,50 @@ from collections.abc import Callable
 import tensorflow as tf
 import tf_keras as keras
 
-from modules.trainer import loss_rotation, loss_supervised
+from modules.trainer import (
+    loss_entmin,
+    loss_exemplar,
+    loss_rotation,
+    loss_supervised,
+    loss_vat,
+)
 from modules.trainer.experiment import Experiment
+from modules.trainer.step_context import StepContext
 
-TERMS: dict[str, Callable[[dict, dict, Experiment], tf.Tensor]] = {
+TERMS: dict[str, Callable[[dict, dict, StepContext], tf.Tensor]] = {
     "supervised": loss_supervised.term,
     "rotation": loss_rotation.term,
+    "exemplar": loss_exemplar.term,
+    "vat": loss_vat.term,
+    "entmin": loss_entmin.term,
 }
 
-# Extra heads on pre_logits that a loss needs: name -> number of outputs.
-HEADS = {"rotation": ("rotations", loss_rotation.NUM_ROTATIONS)}
+# Diagnostic scalars a term logs through StepContext.track.
+DIAGNOSTICS: dict[str, tuple[str, ...]] = {"vat": ("vat_r_adv_norm",)}
+
+
+def heads(exp: Experiment) -> dict[str, int]:
+    """Extra linear heads on pre_logits that the experiment's losses need: name -> units."""
+    out = {}
+    if "rotation" in exp.losses:
+        out["rotations"] = loss_rotation.NUM_ROTATIONS
+    if "exemplar" in exp.losses:
+        out["embeddings"] = exp.triplet_embed_dim
+    return out
+
+
+def diagnostics(exp: Experiment) -> list[str]:
+    return [name for loss in exp.losses for name in DIAGNOSTICS.get(loss, ())]
 
 
 def prepare(batch: dict, exp: Experiment) -> dict:
-    """The methods' input transforms, applied in the train step (rotation: x4 both streams)."""
+    """The methods' input transforms, applied in the train step: rotation turns every image
+    4 ways, exemplar flattens the P patches of every image (both image-major)."""
     if "rotation" in exp.losses:
         return {name: loss_rotation.rotate_stream(stream) for name, stream in batch.items()}
+    if "exemplar" in exp.losses:
+        return {name: loss_exemplar.flatten_patches(stream, exp.exemplar_identity)
+                for name, stream in batch.items()}
     return batch
 
 

@@ -101,6 +101,9 @@ def build_backbone(architecture: str = "resnet50v2", filters_factor: int = 4,
 
 
 def build_head(units: int, name: str, weight_decay: float) -> layers.Dense:
-    """A linear head on pre_logits (the original's 1x1 conv with bias on [N, 1, 1, C])."""
+    """A linear head on pre_logits (the original's 1x1 conv with bias on [N, 1, 1, C]).
+
+    Always float32, so logits and losses keep full precision under mixed_bfloat16.
+    """
     reg = keras.regularizers.l2(weight_decay / 2.0) if weight_decay else None
-    return layers.Dense(units, kernel_regularizer=reg, name=name)
+    return layers.Dense(units, kernel_regularizer=reg, name=name, dtype="float32")

@@ -16,6 +16,7 @@ import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
 
+from modules import features
 from modules.trainer import data, export, training
 from modules.trainer.experiment import Experiment
 
@@ -27,7 +28,8 @@ def resume_dir(fn_args: tfx.components.FnArgs, exp: Experiment) -> str:
     again resumes from here (keyed by the experiment and its inputs) instead of from step 0.
     """
     key = hashlib.sha256(json.dumps(
-        [exp.to_json(), list(fn_args.train_files), fn_args.transform_output]).encode())
+        [exp.to_json(), list(fn_args.train_files), fn_args.transform_output,
+         fn_args.base_model or ""]).encode())
     component_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
     return os.path.join(component_dir, "resume", key.hexdigest()[:16])
 
@@ -35,20 +37,42 @@ def resume_dir(fn_args: tfx.components.FnArgs, exp: Experiment) -> str:
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     exp = Experiment.from_dict(fn_args.custom_config["experiment"]).validate()
     if exp.num_labelled_examples == 0:
-        counts = data.split_stats(fn_args.train_files[0])["splits"]
-        exp = exp.replace(num_labelled_examples=counts["labelled"]["count"])
+        # An epoch is a pass over the labelled images: all training images with pseudo-labels.
+        index = 1 if exp.pseudo_labels_from else 0
+        count = data.count_examples(fn_args.train_files[index], features.SPLITS[index])
+        exp = exp.replace(num_labelled_examples=count)
     keras.utils.set_random_seed(exp.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = training.make_strategy(exp)
-    train_ds = data.train_dataset(fn_args.train_files, exp)
+    if exp.pseudo_labels_from:
+        train_ds = data.pseudo_label_dataset(fn_args.train_files, exp)
+    else:
+        train_ds = data.train_dataset(fn_args.train_files, exp)
     eval_ds = data.eval_dataset(fn_args.eval_files[0], tf_transform_output, exp.eval_batch_size)
+    init_weights = None
+    if exp.init_from:
+        if not fn_args.base_model:
+            raise ValueError(f"experiment {exp.name!r} starts from {exp.init_from!r}'s weights "
+                             "but the Trainer got no base_model")
+        init_weights = export.weights_prefix(fn_args.base_model)
     model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir,
-                         resume_dir(fn_args, exp), strategy)
+                         resume_dir(fn_args, exp), strategy, init_weights)
+    final_step = int(model.optimizer.iterations)
+    # Evaluations during training (eval_every_epochs), for "median of the last few" reports.
+    history = {k: [float(v) for v in values]
+               for k, values in getattr(model.history, "history", {}).items()
+               if k.startswith("val_")}
+    # Polyak-averaged experiments evaluate and export the averages (the original exported the
+    # raw weights, S4L_SPEC section 10.1 item 4).
+    exported = "polyak_average" if model.polyak is not None else "final"
+    model = training.averaged_for_export(model)
     final = model.evaluate(eval_ds, verbose=0, return_dict=True)
-    logging.info("Final eval of %s: top-1 %.4f, top-5 %.4f", exp.name, final["top1"],
-                 final["top5"])
+    logging.info("Final eval of %s (%s weights): top-1 %.4f, top-5 %.4f", exp.name, exported,
+                 final["top1"], final["top5"])
     export.save_serving_model(model, fn_args.serving_model_dir, tf_transform_output)
     export.save_hub_modules(model, export.hub_dir(fn_args.serving_model_dir))
+    export.save_weights(model, fn_args.serving_model_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "experiment.json"), "w") as f:
         f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final,
-                            "final_step": int(model.optimizer.iterations)}, indent=1))
+                            "final_step": final_step, "exported_weights": exported,
+                            "eval_history": history}, indent=1))

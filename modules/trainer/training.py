@@ -17,8 +17,9 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from modules.trainer import loss_rotation, methods, model_resnet_v2, schedules
+from modules.trainer import loss_rotation, methods, model_resnet_v2, polyak, schedules
 from modules.trainer.experiment import Experiment
+from modules.trainer.step_context import StepContext
 
 
 class S4LModel(keras.Model):
@@ -34,9 +35,13 @@ class S4LModel(keras.Model):
                                                        exp.weight_decay)
         self.extra_heads = {
             head: model_resnet_v2.build_head(units, head, exp.weight_decay)
-            for loss, (head, units) in methods.HEADS.items() if loss in exp.losses}
+            for head, units in methods.heads(exp).items()}
         self.lr_schedule = schedules.learning_rate(exp)
         self.loss_trackers = {name: keras.metrics.Mean(f"{name}_loss") for name in exp.losses}
+        self.diagnostic_trackers = {name: keras.metrics.Mean(name)
+                                    for name in methods.diagnostics(exp)}
+        # Set by build_model once the weights exist (Polyak-averaged experiments only).
+        self.polyak: polyak.PolyakAverage | None = None
         self.total_tracker = keras.metrics.Mean("total_loss")
         self.top1 = keras.metrics.SparseCategoricalAccuracy("top1")
         self.top5 = keras.metrics.SparseTopKCategoricalAccuracy(5, "top5")
@@ -48,30 +53,42 @@ class S4LModel(keras.Model):
         self.eval_only_metrics = [self.rot_avg_top1, self.rot_avg_top5] if self.rot_avg else []
 
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
-        pre_logits = self.backbone(images, training=training)["pre_logits"]
+        # Heads are float32 layers, so logits stay float32 under mixed_bfloat16.
+        pre_logits = tf.cast(self.backbone(images, training=training)["pre_logits"], tf.float32)
         outputs = {"pre_logits": pre_logits, "classes": self.classes_head(pre_logits)}
         for name, head in self.extra_heads.items():
             outputs[name] = head(pre_logits)
         return outputs
 
+    def classify(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Class logits only (the VAT perturbed passes)."""
+        pre_logits = tf.cast(self.backbone(images, training=training)["pre_logits"], tf.float32)
+        return self.classes_head(pre_logits)
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5,
-                *self.eval_only_metrics]
+                *self.diagnostic_trackers.values(), *self.eval_only_metrics]
 
     def train_step(self, batch: dict) -> dict[str, tf.Tensor]:
         batch = methods.prepare(batch, self.exp)
+        seed = tf.stack([tf.constant(self.exp.seed, tf.int64),
+                         tf.cast(self.optimizer.iterations, tf.int64)])
         with tf.GradientTape() as tape:
+            step = StepContext(exp=self.exp, model=self, tape=tape, seed=seed,
+                               track=lambda name, v: self.diagnostic_trackers[name].update_state(v))
             outputs = methods.forward(self, batch, training=True)
             total = tf.zeros([], tf.float32)
             for name, weight in self.exp.losses.items():
-                loss = tf.nn.compute_average_loss(methods.TERMS[name](outputs, batch, self.exp))
+                loss = tf.nn.compute_average_loss(methods.TERMS[name](outputs, batch, step))
                 self.loss_trackers[name].update_state(loss)
                 total += weight * loss
             penalty = tf.nn.scale_regularization_loss(tf.add_n(self.losses)) if self.losses else 0.0
             objective = total + penalty
         gradients = tape.gradient(objective, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=False))
+        if self.polyak is not None:
+            self.polyak.update()
         self.total_tracker.update_state(total)
         self.top1.update_state(batch["labelled"]["label"], outputs["classes_sup"])
         self.top5.update_state(batch["labelled"]["label"], outputs["classes_sup"])
@@ -151,24 +168,60 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 def build_model(exp: Experiment) -> S4LModel:
-    """An S4LModel with its SGD optimizer, built (variables created) for exp.image_size."""
-    model = S4LModel(exp)
+    """An S4LModel with its SGD optimizer, built (variables created) for exp.image_size.
+
+    Under `precision="mixed_bfloat16"` the backbone computes in bfloat16 with float32
+    variables; the heads stay float32. The global Keras policy is restored afterwards (layers
+    keep the policy they were built with).
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(exp.precision)
+    try:
+        model = S4LModel(exp)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     model.compile(optimizer=keras.optimizers.SGD(
         learning_rate=schedules.learning_rate(exp), momentum=exp.momentum))
     model(np.zeros([1, exp.image_size, exp.image_size, 3], np.float32))
+    if exp.polyak_averaging:
+        average = polyak.PolyakAverage(
+            model.trainable_variables, polyak.decay_for(schedules.steps_per_epoch(exp)))
+        # A checkpoint dependency (backups keep the averages) but not Keras weights, so
+        # get_weights/set_weights and exported models hold each weight once.
+        object.__setattr__(model, "polyak", average)  # skips Keras' weight tracking
+        model._track_trackable(average, name="polyak")  # noqa: SLF001
     return model
 
 
+def averaged_for_export(model: S4LModel) -> S4LModel:
+    """The model to evaluate and export: with Polyak averaging, a copy holding the averaged
+    trainable weights (and the live BN statistics, as the original's eval); else `model`."""
+    if model.polyak is None:
+        return model
+    model.polyak.copy_to_model()
+    export = build_model(model.exp.replace(polyak_averaging=False))
+    export.set_weights(model.get_weights())
+    return export
+
+
 def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None,
-        log_dir: str, backup_dir: str, strategy: tf.distribute.Strategy) -> S4LModel:
+        log_dir: str, backup_dir: str, strategy: tf.distribute.Strategy,
+        init_weights: str | None = None) -> S4LModel:
     """Trains for the schedule's total steps; resumes from `backup_dir` after a kill.
 
     TensorBoard logs and periodic weight checkpoints go to `log_dir` (the model_run_dir).
+    `init_weights` (a Keras weights prefix) warm-starts the model; a resumed backup wins.
     """
     steps_per_epoch = schedules.steps_per_epoch(exp)
     epochs = math.ceil(schedules.total_steps(exp) / steps_per_epoch)
     with strategy.scope():
         model = build_model(exp)
+        if init_weights:
+            # Weights of the same architecture; the optimizer state is not carried over.
+            model.load_weights(init_weights).expect_partial()
+            logging.info("Initialised %s from %s", exp.name, init_weights)
+            if model.polyak is not None:
+                model.polyak.reset()
     logging.info("Training %s: %d epochs x %d steps, batch %d (+%d unlabelled), base LR %g",
                  exp.name, epochs, steps_per_epoch, exp.batch_size, exp.unsup_batch_size,
                  exp.base_lr)
@@ -180,6 +233,8 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
         StopOnNonFiniteLoss(backup_dir),
     ]
+    if model.polyak is not None:
+        callbacks.insert(0, polyak.EvaluateWithAverages(model.polyak))
     validation = {}
     if eval_ds is not None and exp.eval_every_epochs > 0:
         validation = {"validation_data": eval_ds, "validation_freq": exp.eval_every_epochs}

@@ -1,15 +1,36 @@
-"""Named presets: one file per original S4L config; `get(name, dataset, labels)`."""
+"""Named presets: one per original S4L config; `get(name, dataset, labels)`.
+
+Each preset carries the original's ImageNet hyper-parameters exactly (S4L_SPEC section 5.3)
+and a Fashion-MNIST counterpart scaled for this CPU by one rule
+(`experiment.scale_for_dataset`). Multi-stage methods name the presets they build on
+(`pseudo_labels_from`, `init_from`); `stages(name, ...)` lists them in training order.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from modules.trainer.experiment import Experiment
-from pipeline.presets import s4l_rotation, supervised
+from pipeline.presets import (
+    moam,
+    pseudo_labels,
+    s4l_exemplar,
+    s4l_rotation,
+    supervised,
+    vat,
+    vat_entmin,
+)
 
 PRESETS: dict[str, Callable[..., Experiment]] = {
     "supervised": supervised.get_config,
     "s4l_rotation": s4l_rotation.get_config,
+    "s4l_exemplar": s4l_exemplar.get_config,
+    "vat": vat.get_config,
+    "vat_entmin": vat_entmin.get_config,
+    "pseudo_labels": pseudo_labels.get_config,
+    "moam_step_1": moam.step_1,
+    "moam_step_2": moam.step_2,
+    "moam_step_3": moam.step_3,
 }
 
 
@@ -18,3 +39,15 @@ def get(name: str, dataset: str = "fashion_mnist", labels: str = "10pct") -> Exp
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name](dataset=dataset, labels=labels).validate()
+
+
+def stages(name: str, dataset: str = "fashion_mnist", labels: str = "10pct") -> list[Experiment]:
+    """`name` after every preset it depends on, in training order (e.g. moam_step_3 ->
+    [moam_step_1, moam_step_2, moam_step_3])."""
+    exp = get(name, dataset, labels)
+    before: list[Experiment] = []
+    for dependency in (exp.pseudo_labels_from, exp.init_from):
+        if dependency:
+            before += [s for s in stages(dependency, dataset, labels)
+                       if s.name not in {b.name for b in before}]
+    return [*before, exp]

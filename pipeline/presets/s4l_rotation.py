@@ -6,6 +6,8 @@ averaging; losses: classification on the 4 rotated copies + 1.0 x rotation (0.5 
 0.5 labelled). Eval batch 16 in the original; top-1 is reported on upright images, and the
 rotation-averaged accuracy as well.
 
+Fashion-MNIST: B = B_u = 64, the budget rule for the epochs (experiment.scale_for_dataset).
+
 Run: .venv/bin/python beam_runner.py --preset s4l_rotation
 """
 
@@ -22,4 +24,6 @@ def get_config(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experim
                       schedule_epochs=(5, 140, 160, 180, 200), eval_rotation_average=True)
     if dataset == "imagenet":
         exp = exp.replace(eval_batch_size=16)
+    elif dataset == "fashion_mnist":
+        exp = exp.replace(batch_size=64)  # 4 x (64 + 64) = 512 images per step
     return experiment.scale_for_dataset(exp)

@@ -1,0 +1,146 @@
+"""Label efficiency on Fashion-MNIST: every method at 1 % and 10 % labels, seeds 0-2.
+
+Each (preset, labels, seed) is one run of the real pipeline (`beam_runner.py`) with the
+preset's Fashion-MNIST values: the same backbone and the same training budget for every
+method (`experiment.IMAGE_BUDGET`), evaluated by TFMA on the official 10,000 test images.
+Every finished run writes results/label_efficiency/<preset>-<labels>-seed<k>.json, and a run
+whose file exists is skipped, so the table fills up over several sittings. Multi-stage presets
+(pseudo_labels, moam_step_3) also report the stages they train on the way.
+
+  .venv/bin/python benchmarks/label_efficiency.py --presets supervised,s4l_rotation \
+      --labels 10pct --seeds 0            # run what is missing, then print the table
+  .venv/bin/python benchmarks/label_efficiency.py --table_only
+
+Reported per run: the final model's TFMA top-1/top-5 (never a best-ever value), the median
+of the last three in-training evaluations where the preset evaluates during training, wall
+time and training images per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks import common  # noqa: E402
+
+RUNS_DIR = os.path.join(REPO, "runs", "label_efficiency")
+RESULTS = os.path.join(common.RESULTS_DIR, "label_efficiency")
+FRACTION = {"1pct": 0.01, "10pct": 0.1}
+DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_exemplar,vat,vat_entmin,pseudo_labels,"
+                   "moam_step_3")
+
+
+def result_path(preset: str, labels: str, seed: int) -> str:
+    return os.path.join(RESULTS, f"{preset}-{labels}-seed{seed}.json")
+
+
+def _stage_row(stage: dict, name: str) -> dict:
+    record_path = os.path.join(stage.get("tensorboard_logdir") or "", "experiment.json")
+    record = {}
+    if os.path.exists(record_path):
+        with open(record_path) as f:
+            record = json.load(f)
+    history = record.get("eval_history", {}).get("val_top1", [])
+    exp = record.get("experiment", {})
+    return {"method": name, "top1": stage.get("top1"), "top5": stage.get("top5"),
+            "median_last3_top1": statistics.median(history[-3:]) if history else None,
+            "epochs": exp.get("schedule_epochs", [None])[-1],
+            "steps": record.get("final_step"), "blessed": stage.get("blessed")}
+
+
+def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
+    """Runs the pipeline for one cell of the table and saves its result file."""
+    out = os.path.join(RUNS_DIR, f"{preset}-{labels}-seed{seed}")
+    command = [sys.executable, os.path.join(REPO, "beam_runner.py"), "--preset", preset,
+               "--labelled_fraction", str(FRACTION[labels]), "--labels", labels,
+               "--seed", str(seed), "--output_dir", out, "--pipeline_name",
+               f"le-{preset}-{labels}-{seed}", "--min_top1", "0"]
+    if data_path:
+        command += ["--data_path", data_path]
+    start = time.time()
+    subprocess.run(command, check=True, cwd=REPO)
+    wall = time.time() - start
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    stages = summary.get("stages") or {preset: summary}
+    rows = [dict(_stage_row(stage, name), preset=preset, labels=labels, seed=seed)
+            for name, stage in stages.items()]
+    final = rows[-1]
+    exp = summary["experiment"]
+    result = {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": round(wall, 1),
+              "command": " ".join(command[1:]), "stages": rows,
+              "top1": final["top1"], "top5": final["top5"],
+              "experiment": exp,
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": common.machine(), "git_revision": common.git_revision()}
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(result_path(preset, labels, seed), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def table() -> list[dict]:
+    """Mean, spread and median over seeds of every (method, labels) with results."""
+    cells: dict[tuple[str, str], list[dict]] = {}
+    if os.path.isdir(RESULTS):
+        for name in sorted(os.listdir(RESULTS)):
+            if name.endswith(".json"):
+                with open(os.path.join(RESULTS, name)) as f:
+                    result = json.load(f)
+                for row in result["stages"]:
+                    cells.setdefault((row["method"], result["labels"]), []).append(
+                        dict(row, wall_time_s=result["wall_time_s"]))
+    rows = []
+    for (method, labels), runs in sorted(cells.items()):
+        top1 = [r["top1"] for r in runs if r["top1"] is not None]
+        top5 = [r["top5"] for r in runs if r["top5"] is not None]
+        rows.append({
+            "method": method, "labels": labels, "seeds": len(runs),
+            "top1_median": _pct(statistics.median(top1)) if top1 else "",
+            "top1_mean": _pct(statistics.mean(top1)) if top1 else "",
+            "top1_spread": _pct(max(top1) - min(top1)) if len(top1) > 1 else "",
+            "top5_median": _pct(statistics.median(top5)) if top5 else "",
+            "epochs": runs[0]["epochs"], "wall_min": round(
+                statistics.mean(r["wall_time_s"] for r in runs) / 60, 1)})
+    return rows
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", default=DEFAULT_PRESETS)
+    parser.add_argument("--labels", default="1pct,10pct")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--data_path", default="", help="Fashion-MNIST IDX folder.")
+    parser.add_argument("--table_only", action="store_true")
+    args = parser.parse_args()
+    if not args.table_only:
+        for labels in args.labels.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for preset in args.presets.split(","):
+                    if os.path.exists(result_path(preset, labels, seed)):
+                        print(f"skip {preset} {labels} seed {seed}: result exists", flush=True)
+                        continue
+                    print(f"run {preset} {labels} seed {seed}", flush=True)
+                    run_one(preset, labels, seed, args.data_path)
+    common.save("label_efficiency", table(),
+                ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
+                 "top5_median", "epochs", "wall_min"],
+                notes="Fashion-MNIST test set (10,000 images); final models, TFMA; "
+                      "per-run files in results/label_efficiency/.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Pseudo-labels (paper Table 1 row "Pseudo-labels"; S4L_SPEC sections 7.1, 7.2 and 5.3).
+
+Two stages in one pipeline: the `supervised` preset's model labels every training image
+(BulkInferrer, eval preprocessing = the original's centre crop, upright), then this model
+trains on all training images with the true label where the image is in the labelled subset
+and the pseudo-label elsewhere. ImageNet values = config/pseudo_labels.sh: B = 256, no
+unlabelled stream, ff 4, wd 1e-4, LR 0.1 (scaled at 256), schedule 5,30,60,90,100 epochs of
+all 1,281,167 training images, checkpoints every 25k steps.
+
+Run: .venv/bin/python beam_runner.py --preset pseudo_labels
+"""
+
+from __future__ import annotations
+
+from modules.trainer import experiment
+from modules.trainer.experiment import Experiment
+
+
+def get_config(dataset: str = "fashion_mnist", labels: str = "10pct",
+               name: str = "pseudo_labels", labeller: str = "supervised") -> Experiment:
+    exp = experiment.for_dataset(dataset, labels)
+    exp = exp.replace(name=name, losses={"supervised": 1.0}, unsup_batch_mult=0.0,
+                      pseudo_labels_from=labeller, weight_decay=1e-4, lr=0.1,
+                      lr_scale_batch_size=256, schedule_epochs=(5, 30, 60, 90, 100),
+                      cache_labelled=False)
+    if dataset == "imagenet":
+        exp = exp.replace(num_labelled_examples=1_281_167, checkpoint_every_epochs=5)
+    return experiment.scale_for_dataset(exp)

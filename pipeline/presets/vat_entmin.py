@@ -1,0 +1,16 @@
+"""VAT + EntMin (paper Table 1 row "VAT + EntMin"; S4L_SPEC sections 4.4 and 5.3).
+
+config/vat_entmin.sh = config/vat.sh plus entmin_factor 1.0: the entropy of the clean
+predictions on labelled and unlabelled images is minimised with weight 1.
+
+Run: .venv/bin/python beam_runner.py --preset vat_entmin
+"""
+
+from __future__ import annotations
+
+from modules.trainer.experiment import Experiment
+from pipeline.presets import vat
+
+
+def get_config(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
+    return vat.get_config(dataset, labels, entmin=1.0)

@@ -1,0 +1,100 @@
+"""S4L-Exemplar against independent NumPy references (S4L_SPEC section 4.3)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modules.trainer import augment, experiment, loss_exemplar, training
+from pipeline import presets
+
+
+def _np_triplet(embeddings, identities):
+    """Brute-force batch-hard soft-margin triplet loss, one anchor at a time."""
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    out = []
+    for i in range(len(e)):
+        d = np.sqrt(np.maximum(((e - e[i]) ** 2).sum(axis=1), 1e-12))
+        pos = [d[j] for j in range(len(e)) if j != i and identities[j] == identities[i]]
+        neg = [d[j] for j in range(len(e)) if identities[j] != identities[i]]
+        out.append(np.log1p(np.exp(max(pos) - min(neg))))
+    return np.array(out)
+
+
+def test_identity_labels_fixed_and_original():
+    np.testing.assert_array_equal(loss_exemplar.identity_labels(3, 2, "source_image"),
+                                  [0, 0, 1, 1, 2, 2])
+    # The original's swapped counts: groups of n_images consecutive rows.
+    np.testing.assert_array_equal(loss_exemplar.identity_labels(3, 2, "original_swapped"),
+                                  [0, 0, 0, 1, 1, 1])
+
+
+def test_flatten_patches_is_image_major():
+    images = np.arange(3 * 2 * 1 * 1 * 1, dtype=np.float32).reshape(3, 2, 1, 1, 1)
+    out = loss_exemplar.flatten_patches({"image": images, "label": np.array([5, 6, 7])},
+                                        "source_image")
+    np.testing.assert_array_equal(out["image"][:, 0, 0, 0], [0, 1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(out["label"], [5, 5, 6, 6, 7, 7])
+    np.testing.assert_array_equal(out["identity"], [0, 0, 1, 1, 2, 2])
+
+
+def test_pairwise_distances_match_numpy():
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    expected = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 1e-12))
+    np.testing.assert_allclose(loss_exemplar.pairwise_distances(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("identity", ["source_image", "original_swapped"])
+def test_triplet_loss_matches_brute_force(identity):
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(12, 7)).astype(np.float32)
+    ids = loss_exemplar.identity_labels(4, 3, identity).numpy()
+    np.testing.assert_allclose(loss_exemplar.batch_hard_triplet_loss(embeddings, ids),
+                               _np_triplet(embeddings, ids), rtol=1e-5)
+
+
+def test_tight_identities_give_lower_loss_than_mixed_ones():
+    centres = np.eye(4, 8, dtype=np.float32)
+    tight = np.repeat(centres, 2, axis=0) + 0.01
+    ids = np.repeat(np.arange(4), 2)
+    mixed = tight[[0, 2, 1, 3, 4, 6, 5, 7]]
+    assert (float(tf.reduce_mean(loss_exemplar.batch_hard_triplet_loss(tight, ids)))
+            < float(tf.reduce_mean(loss_exemplar.batch_hard_triplet_loss(mixed, ids))))
+
+
+def test_train_preprocess_makes_independent_patches():
+    exp = presets.get("s4l_exemplar", "synthetic")
+    image = tf.io.encode_png(tf.cast(tf.random.uniform([40, 40, 3], 0, 255), tf.uint8))
+    patches = augment.train_preprocess(image, tf.constant([1, 2], tf.int64), exp).numpy()
+    assert patches.shape == (exp.exemplar_patches, 32, 32, 3)
+    assert patches.min() >= -1 and patches.max() <= 1
+    assert not np.allclose(patches[0], patches[1])
+
+
+def test_exemplar_imagenet_preset_equals_original_config():
+    exp = presets.get("s4l_exemplar", "imagenet")
+    assert (exp.batch_size, exp.unsup_batch_size, exp.weight_decay, exp.lr,
+            exp.lr_scale_batch_size, exp.eval_batch_size) == (512, 512, 1e-3, 0.1, 0, 40)
+    assert exp.schedule_epochs == (10, 140, 160, 180, 200)
+    assert exp.losses == {"supervised": 1.0, "exemplar": 1.0}
+    assert (exp.exemplar_patches, exp.triplet_embed_dim, exp.hsvnoise) == (8, 1000, True)
+    assert exp.exemplar_identity == "source_image"
+
+
+def test_exemplar_train_step():
+    exp = presets.get("s4l_exemplar", "synthetic").replace(
+        batch_size=2, num_labelled_examples=8, exemplar_patches=3)
+    model = training.build_model(exp)
+    rng = np.random.default_rng(2)
+    batch = {"labelled": {"image": rng.uniform(-1, 1, (2, 3, 32, 32, 3)).astype(np.float32),
+                          "label": np.array([0, 1], np.int32)},
+             "unlabelled": {"image": rng.uniform(-1, 1, (2, 3, 32, 32, 3)).astype(np.float32)}}
+    logs = model.train_step(batch)
+    assert {"supervised_loss", "exemplar_loss"} <= set(logs)
+    assert np.isfinite(float(logs["exemplar_loss"]))
+    assert model.extra_heads["embeddings"].units == exp.triplet_embed_dim
+
+
+def test_rotation_and_exemplar_cannot_combine():
+    with pytest.raises(ValueError, match="cannot combine rotation and exemplar"):
+        experiment.Experiment(losses={"rotation": 1.0, "exemplar": 1.0},
+                              unsup_batch_mult=1.0).validate()

@@ -1,0 +1,69 @@
+"""Training on pseudo-labels (S4L_SPEC section 7.2) and warm starts (MOAM step 3)."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from conftest import class_image, encode
+from modules import features
+from modules.trainer import data, experiment, export, training
+
+
+def _example(name, label, logits=None):
+    feature = {
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[encode(class_image(label, 0), "PNG")])),
+        features.FILENAME_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[name.encode()])),
+        features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+    }
+    if logits is not None:
+        feature[features.PSEUDO_LOGITS_KEY] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=logits))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write(path, records):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP")) as w:
+        for record in records:
+            w.write(record)
+
+
+def test_labels_are_true_where_labelled_and_pseudo_elsewhere(tmp_path):
+    # Labelled: a (true 1), b (true 2). Unlabelled holds every image with a *wrong* stored
+    # label (9) to prove only the labelled split's labels and the logits are used.
+    _write(str(tmp_path / "Split-labelled" / "l.gz"), [_example("a", 1), _example("b", 2)])
+    pseudo = {"a": 3, "b": 3, "c": 0, "d": 2}
+    _write(str(tmp_path / "Split-unlabelled" / "u.gz"), [
+        _example(name, 9, list(np.eye(4)[label] * 5)) for name, label in pseudo.items()])
+    exp = experiment.for_dataset("synthetic").replace(
+        num_classes=4, batch_size=4, cache_labelled=True, shuffle_buffer=1,
+        pseudo_labels_from="supervised", inception_crop=False, flip_lr=False)
+    dataset = data.pseudo_label_dataset(
+        [str(tmp_path / "Split-labelled" / "*"), str(tmp_path / "Split-unlabelled" / "*")], exp)
+    batch = next(iter(dataset))
+    assert set(batch) == {"labelled"}
+    assert sorted(batch["labelled"]["label"].numpy().tolist()) == [0, 1, 2, 2]
+    assert data.count_examples(str(tmp_path / "Split-unlabelled" / "*"), "unlabelled") == 4
+
+
+def test_warm_start_loads_the_saved_weights(tmp_path):
+    exp = experiment.for_dataset("synthetic").replace(num_labelled_examples=16, lr=1e-12,
+                                                      schedule_epochs=(0, 1))
+    source = training.build_model(exp)
+    prefix = export.save_weights(source, str(tmp_path / "model" / "Format-Serving"))
+    assert prefix == export.weights_prefix(str(tmp_path / "model" / "Format-Serving"))
+    rng = np.random.default_rng(0)
+    batches = tf.data.Dataset.from_tensors({"labelled": {
+        "image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
+        "label": np.zeros(16, np.int32)}}).repeat()
+    model = training.fit(exp, batches, None, str(tmp_path / "logs"), str(tmp_path / "backup"),
+                         tf.distribute.get_strategy(), init_weights=prefix)
+    # One step at LR 1e-12: the kernels are the loaded ones.
+    for got, want in zip(model.trainable_variables, source.trainable_variables, strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
+    fresh = training.build_model(exp)
+    assert not np.allclose(fresh.trainable_variables[0].numpy(),
+                           source.trainable_variables[0].numpy())

@@ -1,0 +1,98 @@
+"""Every preset against the original configs (S4L_SPEC section 5.3) and the CPU scaling rule."""
+
+import pytest
+
+from modules.trainer import experiment, schedules
+from pipeline import presets
+
+# config: (B, B_u, ff, wd, lr flag, lr_scale_bs, base LR, schedule, N_lab, steps/epoch,
+#          total steps, warm-up steps, decay steps) -- S4L_SPEC section 5.3, ImageNet 10 %.
+SPEC_5_3 = {
+    "supervised": (256, 0, 4, 1e-3, 0.1, 256, 0.1, (5, 140, 160, 180, 200), 128_000, 500,
+                   100_000, 2_500, [70_000, 80_000, 90_000]),
+    "s4l_rotation": (256, 256, 4, 1e-3, 0.03, 0, 0.03, (5, 140, 160, 180, 200), 128_000, 500,
+                     100_000, 2_500, [70_000, 80_000, 90_000]),
+    "s4l_exemplar": (512, 512, 4, 1e-3, 0.1, 0, 0.1, (10, 140, 160, 180, 200), 128_000, 250,
+                     50_000, 2_500, [35_000, 40_000, 45_000]),
+    "vat": (256, 256, 4, 1e-3, 0.03, 0, 0.03, (5, 140, 160, 180, 200), 128_000, 500,
+            100_000, 2_500, [70_000, 80_000, 90_000]),
+    "vat_entmin": (256, 256, 4, 1e-3, 0.03, 0, 0.03, (5, 140, 160, 180, 200), 128_000, 500,
+                   100_000, 2_500, [70_000, 80_000, 90_000]),
+    "moam_step_1": (128, 128, 16, 2e-4, 0.2, 256, 0.1, (10, 100, 150, 190, 200), 128_000,
+                    1_000, 200_000, 10_000, [100_000, 150_000, 190_000]),
+    "pseudo_labels": (256, 0, 4, 1e-4, 0.1, 256, 0.1, (5, 30, 60, 90, 100), 1_281_167, 5_004,
+                      500_400, 25_020, [150_120, 300_240, 450_360]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_5_3))
+def test_imagenet_presets_equal_the_spec_table(name):
+    (batch, unsup, ff, wd, lr, scale, base, schedule, n_lab, per_epoch, total, warmup,
+     decays) = SPEC_5_3[name]
+    exp = presets.get(name, "imagenet")
+    assert (exp.batch_size, exp.unsup_batch_size, exp.filters_factor, exp.weight_decay,
+            exp.lr, exp.lr_scale_batch_size) == (batch, unsup, ff, wd, lr, scale)
+    assert exp.base_lr == pytest.approx(base)
+    assert exp.schedule_epochs == schedule
+    assert exp.num_labelled_examples == n_lab
+    assert schedules.steps_per_epoch(exp) == per_epoch
+    assert schedules.total_steps(exp) == total
+    assert schedules.warmup_steps(exp) == warmup
+    assert schedules.decay_boundaries(exp) == decays
+    assert (exp.image_size, exp.resize_size, exp.architecture) == (224, 256, "resnet50v2")
+
+
+def test_supervised_1pct_equals_its_config():
+    exp = presets.get("supervised", "imagenet", "1pct")
+    assert (exp.weight_decay, exp.lr, exp.num_labelled_examples) == (1e-2, 0.01, 13_000)
+    assert exp.schedule_epochs == (5, 700, 800, 900, 1000)
+    assert exp.hsvnoise and exp.cache_labelled
+    assert (schedules.steps_per_epoch(exp), schedules.total_steps(exp)) == (50, 50_000)
+    assert schedules.decay_boundaries(exp) == [35_000, 40_000, 45_000]
+
+
+def test_moam_step_1_losses_and_flags():
+    exp = presets.get("moam_step_1", "imagenet")
+    # L = (1 - 0.3 - 0.3) L_rot + 0.3 L_cls + 0.3 L_vat + 0.3 L_ent (spec section 4.5).
+    assert exp.losses == {"rotation": 0.4, "supervised": 0.3, "vat": 0.3, "entmin": 0.3}
+    assert (exp.vat_eps, exp.vat_xi, exp.apply_vat_to_labelled) == (32.0, 1e-6, False)
+    assert exp.polyak_averaging and exp.eval_rotation_average
+    assert exp.checkpoint_every_epochs == 10  # 10,000 steps of 1,000
+
+
+def test_multi_stage_presets_list_their_dependencies():
+    assert [e.name for e in presets.stages("pseudo_labels")] == ["supervised", "pseudo_labels"]
+    moam = presets.stages("moam_step_3", "imagenet")
+    assert [e.name for e in moam] == ["moam_step_1", "moam_step_2", "moam_step_3"]
+    assert moam[1].pseudo_labels_from == "moam_step_1" and moam[1].filters_factor == 16
+    assert moam[2].init_from == "moam_step_2" and moam[2].filters_factor == 16
+    assert [e.name for e in presets.stages("vat")] == ["vat"]
+
+
+def test_fashion_mnist_presets_share_one_image_budget():
+    budget = experiment.IMAGE_BUDGET["fashion_mnist"]
+    for labels, labelled in (("10pct", 6_000), ("1pct", 600)):
+        for name in presets.PRESETS:
+            exp = presets.get(name, "fashion_mnist", labels)
+            assert (exp.architecture, exp.filters_factor, exp.image_size) == (
+                "resnet_small_v2", 4, 32), name
+            images = labelled if not exp.pseudo_labels_from else 60_000
+            used = exp.schedule_epochs[-1] * images * experiment.images_per_labelled_image(exp)
+            # Whole epochs: within one epoch's worth of the budget.
+            per_epoch = images * experiment.images_per_labelled_image(exp)
+            assert abs(used - budget) <= per_epoch / 2 + 1e-6 or exp.schedule_epochs[-1] == 1, (
+                name, labels, used)
+
+
+def test_images_per_labelled_image_follows_the_forward_passes():
+    get = presets.get
+    assert experiment.images_per_labelled_image(get("supervised")) == 1
+    assert experiment.images_per_labelled_image(get("s4l_rotation")) == 8  # 4 x (1 + 1)
+    assert experiment.images_per_labelled_image(get("s4l_exemplar")) == 16  # 8 x (1 + 1)
+    assert experiment.images_per_labelled_image(get("vat")) == 6  # clean 2 + 2 x 2 perturbed
+    assert experiment.images_per_labelled_image(get("moam_step_1")) == 16  # 8 + 2 x 4
+
+
+def test_vat_eps_keeps_the_per_value_rms():
+    assert presets.get("vat").vat_eps == pytest.approx(40 * 32 / 224)
+    assert presets.get("moam_step_1").vat_eps == pytest.approx(32 * 32 / 224)
