@@ -113,6 +113,30 @@ def table() -> list[dict]:
     return rows
 
 
+def plot(rows: list[dict], path: str) -> None:
+    """Median top-1 against the labelled fraction, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for method in sorted({r["method"] for r in rows}):
+        points = sorted((FRACTION[r["labels"]] * 100, float(r["top1_median"]))
+                        for r in rows if r["method"] == method and r["top1_median"])
+        ax.plot(*zip(*points, strict=True), marker="o", label=method)
+    ax.set_xscale("log")
+    ax.set_xticks([1, 10], ["1 %", "10 %"])
+    ax.set_xlabel("labelled fraction of the 60,000 training images")
+    ax.set_ylabel("top-1 (%), median over seeds")
+    ax.set_title("Fashion-MNIST test set, equal training budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
@@ -135,7 +159,10 @@ def main() -> None:
                         continue
                     print(f"run {preset} {labels} seed {seed}", flush=True)
                     run_one(preset, labels, seed, args.data_path)
-    common.save("label_efficiency", table(),
+    rows = table()
+    if rows:
+        plot(rows, os.path.join(common.RESULTS_DIR, "label_efficiency.png"))
+    common.save("label_efficiency", rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
                  "top5_median", "epochs", "wall_min"],
                 notes="Fashion-MNIST test set (10,000 images); final models, TFMA; "

@@ -42,6 +42,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         count = data.count_examples(fn_args.train_files[index], features.SPLITS[index])
         exp = exp.replace(num_labelled_examples=count)
     keras.utils.set_random_seed(exp.seed)
+    if "vat" in exp.losses:
+        # VAT's xi-scaled finite differences are at float32's resolution; TF32 matmuls on
+        # Ampere+ GPUs would swamp them (S4L_SPEC section 10.1 item 7). No effect on CPU/TPU.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = training.make_strategy(exp)
     if exp.pseudo_labels_from:

@@ -1,0 +1,29 @@
+"""The label-efficiency table: aggregation over seeds and the plot, from result files."""
+
+import json
+
+from benchmarks import label_efficiency
+
+
+def _result(directory, preset, labels, seed, stages):
+    rows = [{"method": name, "top1": top1, "top5": top1 + 0.05, "median_last3_top1": None,
+             "epochs": 5, "steps": 10, "blessed": True} for name, top1 in stages]
+    (directory / f"{preset}-{labels}-seed{seed}.json").write_text(json.dumps(
+        {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": 600.0,
+         "stages": rows}))
+
+
+def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(label_efficiency, "RESULTS", str(tmp_path))
+    for seed, top1 in enumerate((0.80, 0.84, 0.82)):
+        _result(tmp_path, "supervised", "10pct", seed, [("supervised", top1)])
+    _result(tmp_path, "pseudo_labels", "1pct", 0, [("supervised", 0.6), ("pseudo_labels", 0.7)])
+    rows = {(r["method"], r["labels"]): r for r in label_efficiency.table()}
+    supervised = rows[("supervised", "10pct")]
+    assert (supervised["seeds"], supervised["top1_median"], supervised["top1_mean"],
+            supervised["top1_spread"]) == (3, "82.00", "82.00", "4.00")
+    # A multi-stage run also reports the stage it trained on the way.
+    assert rows[("supervised", "1pct")]["top1_median"] == "60.00"
+    assert rows[("pseudo_labels", "1pct")]["wall_min"] == 10.0
+    label_efficiency.plot(list(rows.values()), str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
