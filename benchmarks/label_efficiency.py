@@ -13,7 +13,8 @@ whose file exists is skipped, so the table fills up over several sittings. Multi
 
 Reported per run: the final model's TFMA top-1/top-5 (never a best-ever value), the median
 of the last three in-training evaluations where the preset evaluates during training, wall
-time and training images per second.
+time and training images per second (network images, `experiment.images_per_labelled_image`,
+over the Trainer's fit time). Rotation models also report the rotation-averaged top-1.
 """
 
 from __future__ import annotations
@@ -50,10 +51,18 @@ def _stage_row(stage: dict, name: str) -> dict:
             record = json.load(f)
     history = record.get("eval_history", {}).get("val_top1", [])
     exp = record.get("experiment", {})
-    return {"method": name, "top1": stage.get("top1"), "top5": stage.get("top5"),
-            "median_last3_top1": statistics.median(history[-3:]) if history else None,
-            "epochs": exp.get("schedule_epochs", [None])[-1],
-            "steps": record.get("final_step"), "blessed": stage.get("blessed")}
+    row = {"method": name, "top1": stage.get("top1"), "top5": stage.get("top5"),
+           "median_last3_top1": statistics.median(history[-3:]) if history else None,
+           "rot_avg_top1": record.get("final_eval", {}).get("rot_avg_top1"),
+           "epochs": exp.get("schedule_epochs", [None])[-1],
+           "steps": record.get("final_step"), "blessed": stage.get("blessed")}
+    if record.get("train_seconds") and exp:
+        from modules.trainer import experiment
+
+        images = record["final_step"] * exp["batch_size"] * (
+            experiment.images_per_labelled_image(experiment.Experiment.from_dict(exp)))
+        row["train_images_per_s"] = round(images / record["train_seconds"], 1)
+    return row
 
 
 def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
@@ -87,6 +96,30 @@ def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     return result
 
 
+def refresh(runs_dir: str = RUNS_DIR) -> None:
+    """Re-derives the stage rows of every result file from its run's records (after the
+    reported fields change); results whose run directory is gone are left as they are."""
+    if not os.path.isdir(RESULTS):
+        return
+    for name in sorted(os.listdir(RESULTS)):
+        path = os.path.join(RESULTS, name)
+        with open(path) as f:
+            result = json.load(f)
+        summary_path = os.path.join(
+            runs_dir, f"{result['preset']}-{result['labels']}-seed{result['seed']}",
+            "summary.json")
+        if not os.path.exists(summary_path):
+            continue
+        with open(summary_path) as f:
+            summary = json.load(f)
+        stages = summary.get("stages") or {result["preset"]: summary}
+        result["stages"] = [dict(_stage_row(stage, stage_name), preset=result["preset"],
+                                 labels=result["labels"], seed=result["seed"])
+                            for stage_name, stage in stages.items()]
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def table() -> list[dict]:
     """Mean, spread and median over seeds of every (method, labels) with results."""
     cells: dict[tuple[str, str], list[dict]] = {}
@@ -108,6 +141,12 @@ def table() -> list[dict]:
             "top1_mean": _pct(statistics.mean(top1)) if top1 else "",
             "top1_spread": _pct(max(top1) - min(top1)) if len(top1) > 1 else "",
             "top5_median": _pct(statistics.median(top5)) if top5 else "",
+            "median_last3_top1": _pct(statistics.median(last)) if (last := [
+                r["median_last3_top1"] for r in runs if r.get("median_last3_top1")]) else "",
+            "rot_avg_top1": _pct(statistics.median(rot)) if (rot := [
+                r["rot_avg_top1"] for r in runs if r.get("rot_avg_top1")]) else "",
+            "train_img_per_s": round(statistics.median(ips)) if (ips := [
+                r["train_images_per_s"] for r in runs if r.get("train_images_per_s")]) else "",
             "epochs": runs[0]["epochs"], "wall_min": round(
                 statistics.mean(r["wall_time_s"] for r in runs) / 60, 1)})
     return rows
@@ -149,7 +188,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--data_path", default="", help="Fashion-MNIST IDX folder.")
     parser.add_argument("--table_only", action="store_true")
+    parser.add_argument("--refresh", action="store_true",
+                        help="Re-derive the result files from their runs' records first.")
     args = parser.parse_args()
+    if args.refresh:
+        refresh()
     if not args.table_only:
         for labels in args.labels.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
@@ -164,7 +207,8 @@ def main() -> None:
         plot(rows, os.path.join(common.RESULTS_DIR, "label_efficiency.png"))
     common.save("label_efficiency", rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
-                 "top5_median", "epochs", "wall_min"],
+                 "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "wall_min",
+                 "train_img_per_s"],
                 notes="Fashion-MNIST test set (10,000 images); final models, TFMA; "
                       "per-run files in results/label_efficiency/.")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -59,8 +60,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             raise ValueError(f"experiment {exp.name!r} starts from {exp.init_from!r}'s weights "
                              "but the Trainer got no base_model")
         init_weights = export.weights_prefix(fn_args.base_model)
+    start = time.time()
     model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir,
                          resume_dir(fn_args, exp), strategy, init_weights)
+    train_seconds = time.time() - start
     final_step = int(model.optimizer.iterations)
     # Evaluations during training (eval_every_epochs), for "median of the last few" reports.
     history = {k: [float(v) for v in values]
@@ -79,4 +82,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "experiment.json"), "w") as f:
         f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final,
                             "final_step": final_step, "exported_weights": exported,
-                            "eval_history": history}, indent=1))
+                            "eval_history": history,
+                            "train_seconds": round(train_seconds, 1)}, indent=1))
