@@ -22,8 +22,12 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import modules  # noqa: E402
+
+if TYPE_CHECKING:
+    from pipeline.config import DataConfig
 
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
 warnings.filterwarnings("ignore", category=FutureWarning, module="google.*")
@@ -107,11 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--push_destination", default="",
                      help="Directory or gs:// URI blessed models are pushed to "
                           "(default OUTPUT_DIR/serving_model).")
+    run.add_argument("--hub_destination", default="",
+                     help="Directory or gs:// URI blessed models are published to as TF Hub "
+                          "modules, <dir>/<stage>/<version>/ (default PUSH_DESTINATION/hub).")
+    run.add_argument("--hub_tarball", action="store_true",
+                     help="Also write each Hub module as a .tar.gz (TF Hub's compressed form).")
     run.add_argument("--min_top1", type=float, default=0.5,
                      help="Blessing needs at least this overall top-1 (default 0.5).")
     run.add_argument("--max_top1_drop", type=float, default=0.01,
                      help="... and at most this drop against the latest blessed model.")
     run.add_argument("--no_cache", action="store_true", help="Disable TFX caching.")
+    run.add_argument("--beam_workers", type=int, default=1,
+                     help="Beam DirectRunner workers: 1 runs in-process (default); N > 1 runs "
+                          "N worker processes (multi_processing mode).")
     run.add_argument("--verbose", action="store_true",
                      help="Show every INFO log line (default: progress lines only).")
     parser.epilog = ("presets: " + ", ".join(presets.PRESETS)
@@ -215,6 +227,55 @@ def make_data_config(args: argparse.Namespace, source, num_classes: int):
         fingerprint=source.fingerprint())
 
 
+def prepare(args: argparse.Namespace) -> tuple[list, DataConfig]:
+    """The validated stages and data settings of a command line (every runner's first step).
+
+    Raises:
+      ValueError: bad flags, presets, paths or replica counts, before any work starts.
+    """
+    from modules.trainer import training
+    from pipeline import pipeline as pipeline_lib
+
+    source = make_source(args)
+    num_classes = len(source.class_names())
+    experiments = make_experiments(args, num_classes)
+    data = make_data_config(args, source, num_classes)
+    for experiment in experiments:
+        replicas = training.expected_replicas(experiment)
+        if replicas:
+            training.check_replicas(experiment, replicas)
+    pipeline_lib.check_stages(experiments)
+    return experiments, data
+
+
+def pipeline_kwargs(args: argparse.Namespace, experiments: list, data: DataConfig, *,
+                    pipeline_root: str, push_destination: str) -> dict[str, Any]:
+    """`create_pipeline` arguments that every runner takes from the command line; the runner
+    adds metadata_connection_config, beam_pipeline_args and its own hooks."""
+    from pipeline.config import EvalConfig
+
+    return dict(
+        pipeline_name=args.pipeline_name, pipeline_root=pipeline_root, data=data,
+        experiments=experiments, schema_path=SCHEMA_PATH, transform_module=TRANSFORM_MODULE,
+        trainer_module=TRAINER_MODULE, push_destination=push_destination,
+        hub_destination=args.hub_destination, hub_tarball=args.hub_tarball,
+        thresholds=EvalConfig(min_top1=args.min_top1, max_top1_drop=args.max_top1_drop),
+        enable_cache=not args.no_cache)
+
+
+def direct_beam_args(workers: int = 1) -> list[str]:
+    """DirectRunner arguments: in-process for one worker, else `workers` processes.
+
+    Multi-processing mode has a history of hangs and dropped records (TFX_NOTES section 3);
+    tests/runners/test_direct_multiprocess.py checks that it gives the in-process results.
+    """
+    if workers < 1:
+        raise CliError(f"--beam_workers must be >= 1, got {workers}")
+    if workers == 1:
+        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own_args, beam_args = _split_beam_args(argv)
@@ -227,46 +288,35 @@ def main(argv: list[str] | None = None) -> int:
     from tfx import v1 as tfx
 
     from pipeline import pipeline as pipeline_lib
-    from pipeline import run_summary
-    from pipeline.config import EvalConfig
+    from pipeline import report, run_summary
 
     std_logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
                             force=True)
     logging.set_verbosity(logging.INFO)
     if not args.verbose:
         logging.get_absl_logger().addFilter(_ProgressFilter())
-    try:
-        source = make_source(args)
-        num_classes = len(source.class_names())
-        experiments = make_experiments(args, num_classes)
-        data = make_data_config(args, source, num_classes)
-        from modules.trainer import training
-
-        for experiment in experiments:
-            replicas = training.expected_replicas(experiment)
-            if replicas:
-                training.check_replicas(experiment, replicas)
-        pipeline_lib.check_stages(experiments)
-    except ValueError as e:  # Bad flags, presets, paths: say so before any work starts.
-        print(f"beam_runner: error: {e}", file=sys.stderr)
-        return 2
     output_dir = os.path.abspath(args.output_dir)
     pipeline_root = os.path.abspath(args.pipeline_root or os.path.join(output_dir, "tfx"))
     metadata_path = os.path.join(pipeline_root, "metadata.sqlite")
     push_destination = args.push_destination or os.path.join(output_dir, "serving_model")
-    os.makedirs(pipeline_root, exist_ok=True)
-    beam_pipeline_args = ["--direct_running_mode=in_memory", "--direct_num_workers=1",
-                          *beam_args]
-
+    try:
+        experiments, data = prepare(args)
+        direct_args = direct_beam_args(args.beam_workers)
+        kwargs = pipeline_kwargs(args, experiments, data, pipeline_root=pipeline_root,
+                                 push_destination=push_destination)
+        pipeline_lib.check_destinations(
+            push_destination,
+            pipeline_lib.resolve_hub_destination(push_destination, kwargs["hub_destination"]),
+            [e.name for e in experiments])
+    except ValueError as e:  # Bad flags, presets, paths: say so before any work starts.
+        print(f"beam_runner: error: {e}", file=sys.stderr)
+        return 2
+    # (The SQLite connection config creates the pipeline root.)
     pipeline = pipeline_lib.create_pipeline(
-        pipeline_name=args.pipeline_name, pipeline_root=pipeline_root, data=data,
-        experiments=experiments, schema_path=SCHEMA_PATH, transform_module=TRANSFORM_MODULE,
-        trainer_module=TRAINER_MODULE, push_destination=push_destination,
-        thresholds=EvalConfig(min_top1=args.min_top1, max_top1_drop=args.max_top1_drop),
-        enable_cache=not args.no_cache,
-        metadata_connection_config=tfx.orchestration.metadata
+        **kwargs, metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(metadata_path),
-        beam_pipeline_args=beam_pipeline_args)
+        beam_pipeline_args=[*direct_args, *beam_args])
+    os.makedirs(pipeline_root, exist_ok=True)
     logging.info("Running pipeline %s (stages %s) under %s", args.pipeline_name,
                  ", ".join(e.name for e in experiments), pipeline_root)
     start = time.time()
@@ -282,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                    command=" ".join(["beam_runner.py", *argv]))
     if len(experiments) > 1:
         summary["stages"] = stage_summaries
+    summary["report"] = os.path.join(output_dir, "report.html")
     os.makedirs(output_dir, exist_ok=True)
     summary_path = os.path.join(output_dir, "summary.json")
     with open(summary_path, "w") as f:
@@ -289,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, stage in summary.get("stages", {}).items():
         if name != experiments[-1].name:
             print(run_summary.format_summary(stage))
+    report_path = report.render_report(summary, summary["report"])
     print(run_summary.format_summary(summary))
     print(f"  wall time:     {elapsed / 60:.1f} min")
     print(f"  summary:       {summary_path}")
+    print(f"  report:        {report_path}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 S4LExampleGen -> StatisticsGen -> (ImportSchemaGen) -> ExampleValidator
               -> Transform -> per stage: Trainer -> Evaluator (vs the stage's previous
-                 blessed model) -> Pusher
+                 blessed model) -> Pusher (serving model) and HubPusher (TF Hub modules)
 
 A stage is one experiment. Several stages share ExampleGen and Transform; a stage trained on
 pseudo-labels (`pseudo_labels_from`) reads examples that a BulkInferrer labelled with the
@@ -13,7 +13,8 @@ Trainer's `base_model` (MOAM steps 2 and 3).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -22,6 +23,7 @@ from modules import features
 from modules.trainer.experiment import Experiment
 from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
 from pipeline.components.example_gen.component import S4LExampleGen
+from pipeline.components.hub_pusher.component import HubPusher
 from pipeline.config import DataConfig, EvalConfig
 
 
@@ -48,6 +50,8 @@ def eval_config(thresholds: EvalConfig) -> tfma.EvalConfig:
                 per_slice_thresholds=[tfma.PerSliceMetricThreshold(
                     slicing_specs=[overall], threshold=top1_threshold)]),
             tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config='"k": 5'),
+            # Rows = true class, columns = predicted class: the run report's confusion matrix.
+            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
         ])])
 
 
@@ -64,6 +68,58 @@ def check_stages(experiments: Sequence[Experiment]) -> None:
                 raise ValueError(f"stage {exp.name!r}: {field}={dependency!r} must name an "
                                  f"earlier stage of the pipeline; earlier: {sorted(seen)}")
         seen.add(exp.name)
+
+
+def _inside(path: str, directory: str) -> bool:
+    path, directory = path.rstrip("/"), directory.rstrip("/")
+    return path == directory or path.startswith(directory + "/")
+
+
+def resolve_hub_destination(push_destination: str, hub_destination: str = "") -> str:
+    """Where Hub modules go: `hub_destination`, or `push_destination/hub` when empty."""
+    return hub_destination or os.path.join(push_destination, "hub")
+
+
+def check_destinations(push_destination: str, hub_destination: str,
+                       names: Sequence[str]) -> None:
+    """Raises ValueError when a stage's Hub versions would land among (or contain) any
+    stage's serving versions: both number their version directories."""
+    for hub_name in names:
+        hub_dir = os.path.join(hub_destination, hub_name)
+        for name in names:
+            serving_dir = os.path.join(push_destination, name)
+            if _inside(hub_dir, serving_dir) or _inside(serving_dir, hub_dir):
+                raise ValueError(f"Hub modules of stage {hub_name!r} ({hub_dir}) would mix with "
+                                 f"the serving models of stage {name!r} ({serving_dir}); "
+                                 "choose another hub destination")
+
+
+# The user code as import paths into the installed package, for runners whose containers have
+# it installed (docker/Dockerfile): nothing is packaged into PIPELINE_ROOT/_wheels, so a gs://
+# pipeline root compiles with no cloud access.
+PREPROCESSING_FN = "modules.transform.preprocessing.preprocessing_fn"
+RUN_FN = "modules.trainer.trainer_module.run_fn"
+
+# (experiment, **standard Trainer kwargs) -> the stage's Trainer, e.g. a Vertex custom job.
+TrainerFactory = Callable[..., Any]
+# (experiment, candidate model channel) -> the Resolver of the stage's baseline model.
+BaselineFactory = Callable[[Experiment, Any], Any]
+
+
+def standard_trainer(experiment: Experiment, **trainer_kwargs: Any) -> tfx.components.Trainer:
+    """The default TrainerFactory: tfx.components.Trainer, running where the pipeline runs."""
+    del experiment
+    return tfx.components.Trainer(**trainer_kwargs)
+
+
+def previous_blessed_baseline(experiment: Experiment, candidate) -> tfx.dsl.Resolver:
+    """The default BaselineFactory: the stage's previous blessed model, never the candidate."""
+    del experiment
+    return tfx.dsl.Resolver(
+        strategy_class=PreviousBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        candidate=candidate)
 
 
 def pseudo_labeller(examples, model, name: str) -> tfx.components.BulkInferrer:
@@ -89,15 +145,30 @@ def create_pipeline(
     transform_module: str,
     trainer_module: str,
     push_destination: str,
+    hub_destination: str = "",
+    hub_tarball: bool = False,
     thresholds: EvalConfig | None = None,
     materialize: bool = False,
     enable_cache: bool = True,
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | None = None,
+    trainer_factory: TrainerFactory | None = None,
+    baseline_factory: BaselineFactory | None = None,
+    installed_modules: bool = False,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline; validates the stages first so bad settings fail before any work
-    starts. Blessed models of stage `name` are pushed to `push_destination/name/<version>`."""
+    starts. Blessed models of stage `name` are pushed to `push_destination/name/<version>`
+    (serving) and published as Hub modules to `hub_destination/name/<version>` (default
+    `push_destination/hub`; with `hub_tarball` also as .tar.gz).
+
+    Runner hooks: `trainer_factory(experiment, **trainer_kwargs)` builds each stage's Trainer
+    (default `standard_trainer`), `baseline_factory(experiment, candidate)` its baseline
+    Resolver (default `previous_blessed_baseline`); with `installed_modules` Transform and the
+    Trainers import PREPROCESSING_FN and RUN_FN from the installed package instead of
+    packaging `transform_module` and `trainer_module`."""
     check_stages(experiments)
+    hub_destination = resolve_hub_destination(push_destination, hub_destination)
+    check_destinations(push_destination, hub_destination, [e.name for e in experiments])
     image_sizes = {(e.image_size, e.resize_size) for e in experiments}
     if len(image_sizes) != 1:
         raise ValueError(f"all stages must share image_size and resize_size (one Transform "
@@ -116,11 +187,16 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        module_file=transform_module, materialize=materialize,
+        materialize=materialize,
         splits_config=tfx.proto.SplitsConfig(
             analyze=[features.LABELLED_SPLIT],
             transform=list(features.SPLITS) if materialize else []),
-        custom_config={"image_size": image_size, "resize_size": resize_size})
+        custom_config={"image_size": image_size, "resize_size": resize_size},
+        **({"preprocessing_fn": PREPROCESSING_FN} if installed_modules
+           else {"module_file": transform_module}))
+    make_trainer = trainer_factory or standard_trainer
+    make_baseline = baseline_factory or previous_blessed_baseline
+    trainer_code = {"run_fn": RUN_FN} if installed_modules else {"module_file": trainer_module}
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
     trainers: dict[str, tfx.components.Trainer] = {}
     for experiment in experiments:
@@ -133,8 +209,8 @@ def create_pipeline(
             examples = labeller.outputs["output_examples"]
         base_model = (trainers[experiment.init_from].outputs["model"]
                       if experiment.init_from else None)
-        trainer = tfx.components.Trainer(
-            module_file=trainer_module,
+        trainer = make_trainer(
+            experiment,
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
@@ -143,14 +219,11 @@ def create_pipeline(
                 splits=[features.LABELLED_SPLIT, features.UNLABELLED_SPLIT]),
             eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
             custom_config={"experiment": experiment.to_dict()},
+            **trainer_code,
         ).with_id(f"Trainer.{name}")
         trainers[name] = trainer
-        baseline = tfx.dsl.Resolver(
-            strategy_class=PreviousBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-            candidate=trainer.outputs["model"],
-        ).with_id(f"baseline_resolver.{name}")
+        baseline = make_baseline(experiment, trainer.outputs["model"]).with_id(
+            f"baseline_resolver.{name}")
         evaluator = tfx.components.Evaluator(
             examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
             baseline_model=baseline.outputs["model"],
@@ -162,7 +235,13 @@ def create_pipeline(
                 filesystem=tfx.proto.PushDestination.Filesystem(
                     base_directory=os.path.join(push_destination, name))),
         ).with_id(f"Pusher.{name}")
-        components += [trainer, baseline, evaluator, pusher]
+        hub_pusher = HubPusher(
+            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
+            examples=example_gen.outputs["examples"], destination=hub_destination,
+            model_name=name, tarball=hub_tarball,
+        ).with_id(f"HubPusher.{name}")
+        components += [trainer, baseline, evaluator, pusher, hub_pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components,
         enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,

@@ -9,6 +9,7 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.writers import eval_config_writer
 
 from modules import features
 
@@ -39,10 +40,29 @@ def _metric(metrics: dict, name: str) -> float | None:
     return None if value is None else float(value.get("doubleValue", value.get("int64Value", 0)))
 
 
+def candidate_model_name(evaluation_uri: str) -> str | None:
+    """The evaluated (non-baseline) model's name in a TFMA output, None for a one-model run.
+
+    With a baseline the TFX Evaluator names the models "candidate" and "baseline", and
+    `tfma.load_eval_result` without a model name keeps only slices that carry diff metrics.
+    """
+    config, _, _, locations = eval_config_writer.load_eval_run(evaluation_uri)
+    specs = list(config.model_specs) if config else []
+    if len(specs) < 2:
+        return None
+    names = [spec.name for spec in specs if not spec.is_baseline]
+    if len(names) != 1:
+        raise ValueError(f"{evaluation_uri}: expected one candidate model, got {names} "
+                         f"(models {sorted(locations)})")
+    return names[0]
+
+
 def evaluation_metrics(evaluation_uri: str, class_names: list[str] | None = None
                        ) -> dict[str, Any]:
-    """Overall and per-class top-1/top-5 and example counts from a TFMA output directory."""
-    result = tfma.load_eval_result(evaluation_uri)
+    """Overall and per-class top-1/top-5 and example counts of the candidate model from a
+    TFMA output directory (the baseline's metrics, when there is one, are left out)."""
+    result = tfma.load_eval_result(evaluation_uri,
+                                   model_name=candidate_model_name(evaluation_uri))
     overall, per_class = {}, {}
     for slice_key, metrics in result.slicing_metrics:
         values = {"top1": _metric(metrics, "sparse_categorical_accuracy"),
@@ -67,6 +87,7 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[s
     trainer = _latest_outputs(store, f"{pipeline_name}.Trainer.{model_name}")
     evaluator = _latest_outputs(store, f"{pipeline_name}.Evaluator.{model_name}")
     pusher = _latest_outputs(store, f"{pipeline_name}.Pusher.{model_name}")
+    hub_pusher = _latest_outputs(store, f"{pipeline_name}.HubPusher.{model_name}")
     summary: dict[str, Any] = {"pipeline_name": pipeline_name, "model": model_name}
     class_names = None
     if examples:
@@ -95,6 +116,12 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[s
         summary["pushed"] = bool(pushed.custom_properties["pushed"].int_value)
         destination = pushed.custom_properties.get("pushed_destination")
         summary["pushed_to"] = destination.string_value if destination else None
+    if hub_pusher.get("pushed_model"):
+        published = hub_pusher["pushed_model"][0]
+        summary["hub_pushed"] = bool(published.custom_properties["pushed"].int_value)
+        destination = published.custom_properties.get("pushed_destination")
+        summary["hub_module_dir"] = (destination.string_value
+                                     if destination and summary["hub_pushed"] else None)
     return summary
 
 
@@ -111,6 +138,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  top-5:         {pct(summary.get('top5'))}  on {summary.get('eval_examples')} images",
         f"  blessed:       {summary.get('blessed')}",
         f"  pushed to:     {summary.get('pushed_to') if summary.get('pushed') else 'not pushed'}",
+        f"  hub modules:   "
+        f"{summary.get('hub_module_dir') if summary.get('hub_pushed') else 'not published'}",
         f"  evaluation:    {summary.get('evaluation_dir')}",
         f"  tensorboard:   {summary.get('tensorboard_logdir')}",
     ]

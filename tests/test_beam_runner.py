@@ -25,6 +25,16 @@ def test_bad_settings_fail_before_any_work(image_folder, tmp_path, capsys, extra
     assert not out.exists()
 
 
+def test_hub_destination_among_serving_models_is_refused(image_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = beam_runner.main(["--source", "image_folder", "--data_path", image_folder,
+                             "--output_dir", str(out), "--push_destination", str(tmp_path / "p"),
+                             "--hub_destination", str(tmp_path / "p")])
+    assert code == 2
+    assert "would mix with the serving models of stage 'supervised'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_missing_data_path(tmp_path, capsys):
     code = beam_runner.main(["--source", "image_folder", "--data_path", str(tmp_path / "x"),
                              "--output_dir", str(tmp_path / "out")])

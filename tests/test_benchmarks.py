@@ -27,3 +27,31 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     assert rows[("pseudo_labels", "1pct")]["wall_min"] == 10.0
     label_efficiency.plot(list(rows.values()), str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_peak_memory_is_attributed_to_the_running_component():
+    import subprocess
+    import sys
+
+    from benchmarks import pipeline_wall_time
+
+    # A child that prints the runner's progress lines and holds ~300 MB only inside "Big".
+    script = (
+        "import sys, time\n"
+        "def say(m): print(time.strftime('%H:%M:%S') + ' INFO Component ' + m, flush=True)\n"
+        "say('Small is running.'); time.sleep(0.6); say('Small is finished.')\n"
+        "say('Big is running.'); block = bytearray(300 * 2**20); block[::4096] = b'x' * "
+        "len(block[::4096]); time.sleep(0.8); say('Big is finished.')\n"
+        "del block; time.sleep(0.2)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    memory = pipeline_wall_time.PeakPerComponent(proc.pid, interval_s=0.05)
+    memory.start()
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        memory.line(lines[-1])
+    proc.wait()
+    memory.stop()
+    assert set(pipeline_wall_time.component_times(lines)) == {"Small", "Big"}
+    assert memory.peaks["Big"] - memory.peaks["Small"] > 250 * 2**20
+    assert memory.overall >= memory.peaks["Big"]

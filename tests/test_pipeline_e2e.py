@@ -6,15 +6,18 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from hub_consumer import check_fine_tune_one_step, check_logits_match_serving, check_publication
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 import beam_runner
 from conftest import class_image, encode, write_image_folder
 from modules import features
+from pipeline import report
 
 COMPONENTS = ("S4LExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "Transform", "Trainer.supervised", "Evaluator.supervised", "Pusher.supervised")
+              "Transform", "Trainer.supervised", "Evaluator.supervised", "Pusher.supervised",
+              "HubPusher.supervised")
 
 
 def _latest_states(metadata_path):
@@ -59,6 +62,26 @@ def test_summary(pipeline_run):
     assert os.path.isdir(summary["tensorboard_logdir"])
 
 
+def test_report_written_with_confusion_matrix(pipeline_run):
+    summary = pipeline_run["summary"]
+    assert os.path.isfile(summary["report"])
+    with open(summary["report"]) as f:
+        html = f.read()
+    assert "data:image/png;base64," in html
+    counts = report.confusion_matrix(summary["evaluation_dir"], 5)
+    assert counts.shape == (5, 5) and counts.sum() == summary["eval_examples"]
+    # Row sums are the per-class example counts TFMA reported for the label slices.
+    assert sorted(counts.sum(axis=1).tolist()) == sorted(
+        v["examples"] for v in summary["per_class"].values())
+
+
+def test_hub_modules_published_and_consumable(pipeline_run):
+    summary = pipeline_run["summary"]
+    check_publication(summary, 5)
+    check_logits_match_serving(summary, 5)
+    check_fine_tune_one_step(summary, 5)
+
+
 def test_pushed_model_loads_and_predicts(pipeline_run):
     pushed = pipeline_run["summary"]["pushed_to"]
     model = tf.saved_model.load(pushed)
@@ -98,3 +121,10 @@ def test_trainer_change_reruns_only_the_trainer_and_what_follows(pipeline_run):
                 "Transform")
     assert {states[name] for name in upstream} == {"CACHED"}, states
     assert {states[name] for name in COMPONENTS if name not in upstream} == {"COMPLETE"}
+    # The second blessed model is Hub version 2, and its evaluation, which now also scored the
+    # first model as the baseline, still gives the candidate's metrics and confusion matrix.
+    summary = json.loads((pipeline_run["out"] / "summary.json").read_text())
+    assert os.path.basename(summary["hub_module_dir"]) == "2"
+    assert summary["top1"] is not None and len(summary["per_class"]) == 5
+    counts = report.confusion_matrix(summary["evaluation_dir"], 5)
+    assert counts.sum() == summary["eval_examples"] == 60

@@ -53,8 +53,7 @@ class S4LModel(keras.Model):
         self.eval_only_metrics = [self.rot_avg_top1, self.rot_avg_top5] if self.rot_avg else []
 
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
-        # Heads are float32 layers, so logits stay float32 under mixed_bfloat16.
-        pre_logits = tf.cast(self.backbone(images, training=training)["pre_logits"], tf.float32)
+        pre_logits = self._pre_logits(images, training)
         outputs = {"pre_logits": pre_logits, "classes": self.classes_head(pre_logits)}
         for name, head in self.extra_heads.items():
             outputs[name] = head(pre_logits)
@@ -62,8 +61,11 @@ class S4LModel(keras.Model):
 
     def classify(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Class logits only (the VAT perturbed passes)."""
-        pre_logits = tf.cast(self.backbone(images, training=training)["pre_logits"], tf.float32)
-        return self.classes_head(pre_logits)
+        return self.classes_head(self._pre_logits(images, training))
+
+    def _pre_logits(self, images: tf.Tensor, training: bool) -> tf.Tensor:
+        # Heads are float32 layers, so logits stay float32 under mixed_bfloat16.
+        return tf.cast(self.backbone(images, training=training)["pre_logits"], tf.float32)
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:

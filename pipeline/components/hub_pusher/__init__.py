@@ -1,0 +1,1 @@
+"""HubPusher: publishes blessed models as versioned TF Hub modules with a model card."""
