@@ -19,11 +19,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
+import data_schema  # noqa: E402
 import modules  # noqa: E402
 
 if TYPE_CHECKING:
@@ -32,11 +34,12 @@ if TYPE_CHECKING:
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
 warnings.filterwarnings("ignore", category=FutureWarning, module="google.*")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MODULES_DIR = os.path.dirname(os.path.abspath(modules.__file__))
 TRANSFORM_MODULE = os.path.join(MODULES_DIR, "transform", "preprocessing.py")
 TRAINER_MODULE = os.path.join(MODULES_DIR, "trainer", "trainer_module.py")
-SCHEMA_PATH = os.path.join(HERE, "data_schema", "schema.pbtxt")
+# data_schema is a package, so the schema is found in non-editable installs (containers) too.
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(data_schema.__file__)),
+                           "schema.pbtxt")
 DATASET_OF_SOURCE = {"fashion_mnist": "fashion_mnist", "image_folder": "fashion_mnist",
                      "imagenet_tfrecords": "imagenet"}
 
@@ -157,7 +160,7 @@ class _ProgressFilter:
         return "\n" not in message and any(p in message for p in _PROGRESS_PATTERNS)
 
 
-def _split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--" in argv:
         i = argv.index("--")
         return argv[:i], argv[i + 1:]
@@ -278,7 +281,7 @@ def direct_beam_args(workers: int = 1) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own_args, beam_args = _split_beam_args(argv)
+    own_args, beam_args = split_beam_args(argv)
     args = build_parser().parse_args(own_args)
     sys.stdout.reconfigure(line_buffering=True)  # Keras progress lines appear as they happen.
 
@@ -329,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = dict(stage_summaries[experiments[-1].name])
     summary.update(wall_time_s=round(elapsed, 1), pipeline_root=pipeline_root,
                    metadata=metadata_path, experiment=experiments[-1].to_dict(),
-                   command=" ".join(["beam_runner.py", *argv]))
+                   command=shlex.join(["beam_runner.py", *argv]))
     if len(experiments) > 1:
         summary["stages"] = stage_summaries
     summary["report"] = os.path.join(output_dir, "report.html")
@@ -340,11 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, stage in summary.get("stages", {}).items():
         if name != experiments[-1].name:
             print(run_summary.format_summary(stage))
-    report_path = report.render_report(summary, summary["report"])
     print(run_summary.format_summary(summary))
     print(f"  wall time:     {elapsed / 60:.1f} min")
     print(f"  summary:       {summary_path}")
-    print(f"  report:        {report_path}")
+    try:
+        print(f"  report:        {report.render_report(summary, summary['report'])}")
+    except Exception as e:  # noqa: BLE001 - the run succeeded; a report failure must not hide it.
+        logging.warning("Could not write the report %s: %s", summary["report"], e)
     return 0
 
 

@@ -27,13 +27,15 @@ from pipeline.components.hub_pusher.component import HubPusher
 from pipeline.config import DataConfig, EvalConfig
 
 
-def eval_config(thresholds: EvalConfig) -> tfma.EvalConfig:
+def eval_config(thresholds: EvalConfig, with_baseline: bool = True) -> tfma.EvalConfig:
     """TFMA top-1/top-5 overall and per class; thresholds on the overall slice only
-    (a MetricConfig threshold would apply to every class slice, TFX_NOTES section 3)."""
+    (a MetricConfig threshold would apply to every class slice, TFX_NOTES section 3); the
+    change threshold only where a baseline model is compared."""
     overall = tfma.SlicingSpec()
     top1_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_top1}),
-        change_threshold=tfma.GenericChangeThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_top1}))
+    if with_baseline:
+        top1_threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -thresholds.max_top1_drop}))
     return tfma.EvalConfig(
@@ -102,7 +104,8 @@ RUN_FN = "modules.trainer.trainer_module.run_fn"
 
 # (experiment, **standard Trainer kwargs) -> the stage's Trainer, e.g. a Vertex custom job.
 TrainerFactory = Callable[..., Any]
-# (experiment, candidate model channel) -> the Resolver of the stage's baseline model.
+# (experiment, candidate model channel) -> the Resolver of the stage's baseline model, or None
+# for no baseline (blessing then checks the value threshold only).
 BaselineFactory = Callable[[Experiment, Any], Any]
 
 
@@ -163,9 +166,9 @@ def create_pipeline(
 
     Runner hooks: `trainer_factory(experiment, **trainer_kwargs)` builds each stage's Trainer
     (default `standard_trainer`), `baseline_factory(experiment, candidate)` its baseline
-    Resolver (default `previous_blessed_baseline`); with `installed_modules` Transform and the
-    Trainers import PREPROCESSING_FN and RUN_FN from the installed package instead of
-    packaging `transform_module` and `trainer_module`."""
+    Resolver or None (default `previous_blessed_baseline`); with `installed_modules`
+    Transform and the Trainers import PREPROCESSING_FN and RUN_FN from the installed package
+    instead of packaging `transform_module` and `trainer_module`."""
     check_stages(experiments)
     hub_destination = resolve_hub_destination(push_destination, hub_destination)
     check_destinations(push_destination, hub_destination, [e.name for e in experiments])
@@ -222,12 +225,14 @@ def create_pipeline(
             **trainer_code,
         ).with_id(f"Trainer.{name}")
         trainers[name] = trainer
-        baseline = make_baseline(experiment, trainer.outputs["model"]).with_id(
-            f"baseline_resolver.{name}")
+        baseline = make_baseline(experiment, trainer.outputs["model"])
+        if baseline is not None:
+            components.append(baseline.with_id(f"baseline_resolver.{name}"))
         evaluator = tfx.components.Evaluator(
             examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["model"],
-            example_splits=[features.EVAL_SPLIT], eval_config=eval_config(thresholds),
+            baseline_model=baseline.outputs["model"] if baseline is not None else None,
+            example_splits=[features.EVAL_SPLIT],
+            eval_config=eval_config(thresholds, with_baseline=baseline is not None),
         ).with_id(f"Evaluator.{name}")
         pusher = tfx.components.Pusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
@@ -241,7 +246,7 @@ def create_pipeline(
             examples=example_gen.outputs["examples"], destination=hub_destination,
             model_name=name, tarball=hub_tarball,
         ).with_id(f"HubPusher.{name}")
-        components += [trainer, baseline, evaluator, pusher, hub_pusher]
+        components += [trainer, evaluator, pusher, hub_pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components,
         enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,

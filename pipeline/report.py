@@ -154,8 +154,9 @@ def confusion_png(counts: np.ndarray, class_names: list[str]) -> bytes:
     if n <= _MAX_ANNOTATED_CLASSES:
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
-        ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticklabels(class_names, fontsize=8)
+        # parse_math=False: a class name with "$" is text, not mathtext.
+        ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8, parse_math=False)
+        ax.set_yticklabels(class_names, fontsize=8, parse_math=False)
         for i in range(n):
             for j in range(n):
                 ax.text(j, i, f"{int(round(counts[i, j]))}", ha="center", va="center",
@@ -276,6 +277,10 @@ def _confusion_html(summary: dict[str, Any], class_names: list[str]) -> str:
     except ImportError as e:
         return (f"<p class='note confusion-missing'>matplotlib is not installed ({_esc(e)}): "
                 "the confusion matrix is not drawn.</p>")
+    except Exception as e:  # noqa: BLE001 - a drawing failure must not lose the report.
+        logging.warning("Could not draw the confusion matrix: %s", e)
+        return (f"<p class='note confusion-missing'>The confusion matrix could not be drawn "
+                f"({_esc(e)}).</p>")
     data = base64.b64encode(png).decode("ascii")
     return (f"<img class='confusion' alt='confusion matrix: rows true class, columns predicted "
             f"class' src='data:image/png;base64,{data}'>"
@@ -288,6 +293,7 @@ def _stage_section(title: str, summary: dict[str, Any], class_names: list[str],
     logdir = summary.get("tensorboard_logdir")
     parts = [f"<section class='stage'><h2>{_esc(title)}</h2>"]
     pushed_to = summary.get("pushed_to") if summary.get("pushed") else None
+    hub_dir = summary.get("hub_module_dir") if summary.get("hub_pushed") else None
     parts.append(_kv_table([
         ("top-1", f"<span class='top1'>{_pct(summary.get('top1'))}</span>"),
         ("top-5", _pct(summary.get("top5"))),
@@ -295,6 +301,8 @@ def _stage_section(title: str, summary: dict[str, Any], class_names: list[str],
         ("blessed", _status(summary.get("blessed"), "blessed", "not blessed")),
         ("pushed", _status(summary.get("pushed"), "pushed", "not pushed")
          + (f" to <code>{_esc(pushed_to)}</code>" if pushed_to else "")),
+        ("Hub modules", _status(summary.get("hub_pushed"), "published", "not published")
+         + (f" to <code>{_esc(hub_dir)}</code>" if hub_dir else "")),
         ("evaluation", f"<code>{_esc(summary.get('evaluation_dir'))}</code>"),
         ("model", f"<code>{_esc(summary.get('model_dir'))}</code>"),
     ]))

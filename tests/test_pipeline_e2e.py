@@ -68,6 +68,7 @@ def test_report_written_with_confusion_matrix(pipeline_run):
     with open(summary["report"]) as f:
         html = f.read()
     assert "data:image/png;base64," in html
+    assert summary["hub_module_dir"] in html
     counts = report.confusion_matrix(summary["evaluation_dir"], 5)
     assert counts.shape == (5, 5) and counts.sum() == summary["eval_examples"]
     # Row sums are the per-class example counts TFMA reported for the label slices.

@@ -11,8 +11,9 @@ variables when Airflow parses the file:
   S4L_SCHEDULE       cron expression or preset such as @weekly (default: none, trigger by hand)
   S4L_START_DATE     ISO date of the first schedule (default 2026-01-01)
 
-Parsing imports TensorFlow and TFX (tens of seconds on a small machine): raise Airflow's
-core.dagbag_import_timeout above that. Tasks share one SQLite ML Metadata file: run them one at
+Parsing imports TensorFlow and TFX (tens of seconds on a small machine) and lists the data
+files for ExampleGen's cache fingerprint: raise Airflow's core.dagbag_import_timeout above
+that. Tasks share one SQLite ML Metadata file: run them one at
 a time (max_active_tasks 1 is set) or point the metadata at MySQL.
 """
 
@@ -70,7 +71,10 @@ def build_dag(argv: list[str], dag_config: dict[str, Any] | None = None):
                                       push_destination=push_destination),
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(os.path.join(pipeline_root, "metadata.sqlite")),
-        beam_pipeline_args=beam_runner.direct_beam_args(args.beam_workers))
+        beam_pipeline_args=beam_runner.direct_beam_args(args.beam_workers),
+        # Import paths into the installed package: parsing the file (every scheduler loop)
+        # then builds no wheels and writes nothing under the pipeline root.
+        installed_modules=True)
     config = airflow_dag_runner.AirflowPipelineConfig(airflow_dag_config=dict(dag_config or {}))
     return airflow_dag_runner.AirflowDagRunner(config).run(pipeline)
 

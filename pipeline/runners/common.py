@@ -39,10 +39,7 @@ def runner_parser(description: str) -> argparse.ArgumentParser:
 
 def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """(runner flags, Beam arguments after `--`), as beam_runner splits them."""
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
+    return beam_runner.split_beam_args(argv)
 
 
 def is_gcs(path: str) -> bool:
@@ -86,7 +83,6 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
     (`fuse_path`). ExampleGen's cache key has no fingerprint of remote files: re-run with
     --no_cache after changing the data in place.
     """
-    from modules.trainer import training
     from pipeline import pipeline as pipeline_lib
     from pipeline.components.example_gen import splits
     from pipeline.config import DataConfig
@@ -99,10 +95,8 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
         splits.check_fraction(args.labelled_fraction)
     num_classes = _num_classes(args)
     experiments = beam_runner.make_experiments(args, num_classes)
-    for experiment in experiments:
-        replicas = training.expected_replicas(experiment)
-        if replicas:
-            training.check_replicas(experiment, replicas)
+    # No replica check here: this machine's devices say nothing about the training machine's
+    # (the Vertex runner checks against the job's machine in apply_machine).
     pipeline_lib.check_stages(experiments)
     data = DataConfig(
         source=args.source, data_path=fuse_path(data_path),

@@ -98,6 +98,9 @@ def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | No
     from pipeline import pipeline as pipeline_lib
 
     pipeline_root = common.require_gcs("--pipeline_root", args.pipeline_root)
+    if args.beam_workers != 1:
+        raise common.RunnerError("--beam_workers sets the local DirectRunner; on Dataflow use "
+                                 "--max_num_workers")
     if common.is_gcs(args.data_path):
         raise common.RunnerError("ExampleGen runs on this machine and reads local files: "
                                  "--data_path must be a local directory here")

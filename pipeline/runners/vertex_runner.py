@@ -220,18 +220,16 @@ def vertex_trainer_factory(project: str, region: str, machine: TrainerMachine, i
     return make_trainer
 
 
-def latest_blessed_baseline(experiment: Experiment, candidate: Any):
-    """A `create_pipeline(baseline_factory=...)` hook: Vertex compiles only TFX's own resolver
-    strategies, so the baseline is the latest blessed model of the pipeline (the local
-    PreviousBlessedModelStrategy also keeps it to the stage's own Trainer and never takes the
-    candidate; with several stages on Vertex a stage may be compared with another's model)."""
-    from tfx import v1 as tfx
+def no_baseline(experiment: Experiment, candidate: Any) -> None:
+    """A `create_pipeline(baseline_factory=...)` hook: no baseline model on Vertex.
 
+    Vertex compiles only TFX's own resolver strategies, and LatestBlessedModelStrategy becomes
+    a query over every blessed model of the project and region, not scoped to the pipeline or
+    the stage: a stage would be compared with another stage's, or another pipeline's, model.
+    Without a baseline the blessing checks the overall top-1 floor (--min_top1) only.
+    """
     del experiment, candidate
-    return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))
+    return None
 
 
 # ---------------------------------------------------------------------------- command line
@@ -314,7 +312,7 @@ def create_vertex_pipeline(args: argparse.Namespace, beam_args: list[str] | None
         **kwargs,
         beam_pipeline_args=[*runner_args, *(beam_args or [])],
         installed_modules=True,
-        baseline_factory=latest_blessed_baseline,
+        baseline_factory=no_baseline,
         trainer_factory=vertex_trainer_factory(
             args.project, args.region, machine, trainer_image, args.pipeline_name,
             args.service_account))

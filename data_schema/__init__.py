@@ -1,0 +1,2 @@
+"""The curated schema of the raw tf.Examples (ImportSchemaGen); a package so that it is
+installed with the code."""
