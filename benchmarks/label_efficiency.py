@@ -4,8 +4,9 @@ Each (preset, labels, seed) is one run of the real pipeline (`beam_runner.py`) w
 preset's Fashion-MNIST values: the same backbone and the same training budget for every
 method (`experiment.IMAGE_BUDGET`), evaluated by TFMA on the official 10,000 test images.
 Every finished run writes results/label_efficiency/<preset>-<labels>-seed<k>.json, and a run
-whose file exists is skipped, so the table fills up over several sittings. Multi-stage presets
-(pseudo_labels, moam_step_3) also report the stages they train on the way.
+whose file exists is skipped while the preset still gives the experiment it recorded, so the
+table fills up over several sittings; a preset that has changed since runs again.
+Multi-stage presets (pseudo_labels, moam_step_3) also report the stages they train on the way.
 
   .venv/bin/python benchmarks/label_efficiency.py --presets supervised,s4l_rotation \
       --labels 10pct --seeds 0            # run what is missing, then print the table
@@ -65,15 +66,47 @@ def _stage_row(stage: dict, name: str) -> dict:
     return row
 
 
+def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str]:
+    """`beam_runner.py`'s arguments for one cell of the table."""
+    out = os.path.join(RUNS_DIR, f"{preset}-{labels}-seed{seed}")
+    args = ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
+            "--labels", labels, "--seed", str(seed), "--output_dir", out,
+            "--pipeline_name", f"le-{preset}-{labels}-{seed}", "--min_top1", "0"]
+    return args + (["--data_path", data_path] if data_path else [])
+
+
+def expected_experiment(preset: str, labels: str, seed: int) -> dict:
+    """The final stage's experiment that a run of the cell would use now."""
+    import beam_runner
+
+    args = beam_runner.build_parser().parse_args(runner_args(preset, labels, seed, ""))
+    return beam_runner.make_experiments(args, num_classes=10)[-1].to_dict()
+
+
+# Fields that do not change the trained model, and fields that only some methods read.
+_EVAL_ONLY = {"eval_every_epochs", "eval_rotation_average", "eval_batch_size",
+              "checkpoint_every_epochs"}
+_METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "triplet_")}
+
+
+def stale_fields(result: dict) -> list[str]:
+    """Fields of the recorded run's experiment that the preset now sets differently (a field
+    the record lacks counts, unless the method does not read it)."""
+    now = json.loads(json.dumps(expected_experiment(
+        result["preset"], result["labels"], result["seed"])))
+    then = result.get("experiment", {})
+    unused = tuple(prefix for method, prefixes in _METHOD_FIELDS.items()
+                   if method not in now["losses"] for prefix in prefixes)
+    return sorted(k for k in set(now) | set(then)
+                  if now.get(k) != then.get(k) and k not in _EVAL_ONLY
+                  and not k.startswith(unused))
+
+
 def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     """Runs the pipeline for one cell of the table and saves its result file."""
-    out = os.path.join(RUNS_DIR, f"{preset}-{labels}-seed{seed}")
-    command = [sys.executable, os.path.join(REPO, "beam_runner.py"), "--preset", preset,
-               "--labelled_fraction", str(FRACTION[labels]), "--labels", labels,
-               "--seed", str(seed), "--output_dir", out, "--pipeline_name",
-               f"le-{preset}-{labels}-{seed}", "--min_top1", "0"]
-    if data_path:
-        command += ["--data_path", data_path]
+    args = runner_args(preset, labels, seed, data_path)
+    out = args[args.index("--output_dir") + 1]
+    command = [sys.executable, os.path.join(REPO, "beam_runner.py"), *args]
     start = time.time()
     subprocess.run(command, check=True, cwd=REPO)
     wall = time.time() - start
@@ -197,9 +230,16 @@ def main() -> None:
         for labels in args.labels.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 for preset in args.presets.split(","):
-                    if os.path.exists(result_path(preset, labels, seed)):
-                        print(f"skip {preset} {labels} seed {seed}: result exists", flush=True)
-                        continue
+                    path = result_path(preset, labels, seed)
+                    if os.path.exists(path):
+                        with open(path) as f:
+                            changed = stale_fields(json.load(f))
+                        if not changed:
+                            print(f"skip {preset} {labels} seed {seed}: result exists",
+                                  flush=True)
+                            continue
+                        print(f"{preset} {labels} seed {seed}: the preset changed since its "
+                              f"result ({', '.join(changed)}); running it again", flush=True)
                     print(f"run {preset} {labels} seed {seed}", flush=True)
                     run_one(preset, labels, seed, args.data_path)
     rows = table()
