@@ -40,6 +40,7 @@ TRAINER_MODULE = os.path.join(MODULES_DIR, "trainer", "trainer_module.py")
 # data_schema is a package, so the schema is found in non-editable installs (containers) too.
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(data_schema.__file__)),
                            "schema.pbtxt")
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train (S4L_SPEC section 1.1)
 DATASET_OF_SOURCE = {"fashion_mnist": "fashion_mnist", "image_folder": "fashion_mnist",
                      "imagenet_tfrecords": "imagenet"}
 
@@ -49,16 +50,20 @@ class CliError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline import presets
+    from pipeline import imported_examples, presets
     from pipeline.components.example_gen import sources
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
-    data.add_argument("--source", choices=sources.SOURCES, default="fashion_mnist",
+    data.add_argument("--source", choices=(*sources.SOURCES, imported_examples.NAME),
+                      default="fashion_mnist",
                       help="fashion_mnist: IDX files (default: Debian's dataset-fashion-mnist); "
                            "image_folder: DIR/{train,test}/<class>/<image>; imagenet_tfrecords: "
-                           "slim-built train-*/validation-* shards (labels 1..1000).")
+                           "slim-built train-*/validation-* shards (labels 1..1000); examples: "
+                           "already-split tf.Examples, DIR/Split-{labelled,unlabelled,eval}/ "
+                           "(e.g. an earlier run's S4LExampleGen output), registered in place "
+                           "with an Importer, nothing copied.")
     data.add_argument("--data_path", default="",
                       help="Directory of the source (default for fashion_mnist: "
                            f"{sources.FASHION_MNIST_DIR}).")
@@ -72,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Leave the labelled images out of the unlabelled split (S4L keeps "
                            "them in).")
     data.add_argument("--num_classes", type=int, default=0,
-                      help="Classes of an imagenet_tfrecords source (default 1000).")
+                      help="Classes of an imagenet_tfrecords source (default 1000), or of "
+                           "examples without split_stats.json.")
     data.add_argument("--label_offset", type=int, default=1,
                       help="Subtracted from imagenet_tfrecords labels at ingestion (slim: 1).")
     data.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split.")
@@ -90,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "synthetic"),
                        help="Which variant of the preset (default: from --source).")
     model.add_argument("--labels", default=None, choices=("1pct", "10pct"),
-                       help="Preset variant for the label budget (default: from the fraction).")
+                       help="Preset variant for the label budget (default: from the fraction, "
+                            "or the size of an ImageNet --label_map).")
     model.add_argument("--train_epochs", type=float, default=None,
                        help="Total training length in labelled epochs; the warm-up and decay "
                             "epochs scale with it.")
@@ -169,20 +176,42 @@ def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def make_source(args: argparse.Namespace):
     """The data source; checks the path and layout now, before any work starts."""
+    from pipeline import imported_examples
     from pipeline.components.example_gen import sources
 
+    if args.source == imported_examples.NAME:
+        if args.label_map:
+            raise CliError("--label_map selects the labelled images of a source to convert; "
+                           "--source examples uses its Split-labelled/ as it is")
+        return imported_examples.ImportedExamples(args.data_path, num_classes=args.num_classes)
     return sources.make_source(args.source, args.data_path,
                                num_classes=args.num_classes or 1000,
                                label_offset=args.label_offset)
 
 
-def make_experiments(args: argparse.Namespace, num_classes: int) -> list:
+def make_experiments(args: argparse.Namespace, num_classes: int, source=None) -> list:
     """The preset's stages (itself after the presets it builds on), each with the command
-    line's settings and --set overrides applied."""
-    from pipeline import presets
+    line's settings and --set overrides applied. Imported examples (`source`) say which
+    dataset variant and labelled fraction they hold where their split_stats.json does."""
+    from pipeline import imported_examples, presets
 
-    dataset = args.dataset or DATASET_OF_SOURCE[args.source]
-    labels = args.labels or ("1pct" if 0 < args.labelled_fraction <= 0.05 else "10pct")
+    dataset = args.dataset or DATASET_OF_SOURCE.get(args.source)
+    fraction = args.labelled_fraction
+    if isinstance(source, imported_examples.ImportedExamples):
+        dataset = dataset or source.dataset()
+        fraction = source.labelled_fraction() or fraction
+    elif args.label_map and dataset == "imagenet" and not args.labels:
+        from pipeline.components.example_gen import splits
+
+        if "://" in args.label_map:
+            raise CliError(f"--label_map {args.label_map} is not read on this machine: give "
+                           "--labels 1pct or 10pct")
+        # The paper's maps: 128,000 names (10 %) or 13,000 (1 %) of ILSVRC-2012 train.
+        fraction = len(splits.load_label_map(args.label_map)) / IMAGENET_TRAIN_IMAGES
+    if not dataset:
+        raise CliError(f"--source {args.source}: give --dataset (the preset variant); the "
+                       "data does not say which it is")
+    labels = args.labels or ("1pct" if 0 < fraction <= 0.05 else "10pct")
     stages = {}
     for name in args.method or args.preset:
         for exp in presets.stages(name, dataset=dataset, labels=labels):
@@ -221,8 +250,11 @@ def make_data_config(args: argparse.Namespace, source, num_classes: int):
         splits.check_fraction(args.labelled_fraction)
     elif not os.path.isfile(args.label_map):
         raise CliError(f"--label_map {args.label_map!r} does not exist")
+    data_path = args.data_path
+    if data_path and "://" not in data_path:
+        data_path = os.path.abspath(data_path)
     return DataConfig(
-        source=args.source, data_path=os.path.abspath(args.data_path) if args.data_path else "",
+        source=args.source, data_path=data_path,
         labelled_fraction=args.labelled_fraction,
         label_map_path=os.path.abspath(args.label_map) if args.label_map else "",
         seed=args.seed, exclude_labelled=args.exclude_labelled, num_shards=args.num_shards,
@@ -241,7 +273,7 @@ def prepare(args: argparse.Namespace) -> tuple[list, DataConfig]:
 
     source = make_source(args)
     num_classes = len(source.class_names())
-    experiments = make_experiments(args, num_classes)
+    experiments = make_experiments(args, num_classes, source)
     data = make_data_config(args, source, num_classes)
     for experiment in experiments:
         replicas = training.expected_replicas(experiment)

@@ -1,6 +1,7 @@
 """`create_pipeline(...)`: the S4L TFX graph that every runner shares.
 
-S4LExampleGen -> StatisticsGen -> (ImportSchemaGen) -> ExampleValidator
+S4LExampleGen (or an Importer of already-split examples) -> StatisticsGen -> (ImportSchemaGen)
+              -> ExampleValidator
               -> Transform -> per stage: Trainer -> Evaluator (vs the stage's previous
                  blessed model) -> Pusher (serving model) and HubPusher (TF Hub modules)
 
@@ -21,6 +22,7 @@ from tfx import v1 as tfx
 
 from modules import features
 from modules.trainer.experiment import Experiment
+from pipeline import imported_examples
 from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
 from pipeline.components.example_gen.component import S4LExampleGen
 from pipeline.components.hub_pusher.component import HubPusher
@@ -138,6 +140,19 @@ def pseudo_labeller(examples, model, name: str) -> tfx.components.BulkInferrer:
     ).with_id(f"BulkInferrer.{name}")
 
 
+def examples_node(data: DataConfig):
+    """The node that provides the three splits: S4LExampleGen converting the source, or, for
+    already-split examples (`source="examples"`), an Importer registering them in place."""
+    if data.source == imported_examples.NAME:
+        return imported_examples.importer(data.data_path, data.fingerprint)
+    return S4LExampleGen(
+        source=data.source, data_path=data.data_path,
+        labelled_fraction=float(data.labelled_fraction), label_map_path=data.label_map_path,
+        seed=data.seed, exclude_labelled=int(data.exclude_labelled),
+        num_shards=data.num_shards, num_classes=data.num_classes,
+        label_offset=data.label_offset, source_fingerprint=data.fingerprint)
+
+
 def create_pipeline(
     *,
     pipeline_name: str,
@@ -178,18 +193,15 @@ def create_pipeline(
                          f"graph); got {sorted(image_sizes)}")
     image_size, resize_size = image_sizes.pop()
     thresholds = thresholds or EvalConfig()
-    example_gen = S4LExampleGen(
-        source=data.source, data_path=data.data_path,
-        labelled_fraction=float(data.labelled_fraction), label_map_path=data.label_map_path,
-        seed=data.seed, exclude_labelled=int(data.exclude_labelled),
-        num_shards=data.num_shards, num_classes=data.num_classes,
-        label_offset=data.label_offset, source_fingerprint=data.fingerprint)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    example_gen = examples_node(data)
+    all_examples = example_gen.outputs[
+        "result" if data.source == imported_examples.NAME else "examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=all_examples)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        examples=all_examples, schema=schema_gen.outputs["schema"],
         materialize=materialize,
         splits_config=tfx.proto.SplitsConfig(
             analyze=[features.LABELLED_SPLIT],
@@ -204,7 +216,7 @@ def create_pipeline(
     trainers: dict[str, tfx.components.Trainer] = {}
     for experiment in experiments:
         name = experiment.name
-        examples = example_gen.outputs["examples"]
+        examples = all_examples
         if experiment.pseudo_labels_from:
             labeller = pseudo_labeller(
                 examples, trainers[experiment.pseudo_labels_from].outputs["model"], name)
@@ -229,7 +241,7 @@ def create_pipeline(
         if baseline is not None:
             components.append(baseline.with_id(f"baseline_resolver.{name}"))
         evaluator = tfx.components.Evaluator(
-            examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+            examples=all_examples, model=trainer.outputs["model"],
             baseline_model=baseline.outputs["model"] if baseline is not None else None,
             example_splits=[features.EVAL_SPLIT],
             eval_config=eval_config(thresholds, with_baseline=baseline is not None),
@@ -243,7 +255,7 @@ def create_pipeline(
         hub_pusher = HubPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
-            examples=example_gen.outputs["examples"], destination=hub_destination,
+            examples=all_examples, destination=hub_destination,
             model_name=name, tarball=hub_tarball,
         ).with_id(f"HubPusher.{name}")
         components += [trainer, evaluator, pusher, hub_pusher]

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 
 from modules import features
+from pipeline import imported_examples
 
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
 
@@ -83,7 +84,9 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[s
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
-    examples = _latest_outputs(store, f"{pipeline_name}.S4LExampleGen").get("examples", [])
+    examples = (_latest_outputs(store, f"{pipeline_name}.S4LExampleGen").get("examples")
+                or _latest_outputs(store, f"{pipeline_name}.{imported_examples.IMPORTER_ID}")
+                .get("result", []))
     trainer = _latest_outputs(store, f"{pipeline_name}.Trainer.{model_name}")
     evaluator = _latest_outputs(store, f"{pipeline_name}.Evaluator.{model_name}")
     pusher = _latest_outputs(store, f"{pipeline_name}.Pusher.{model_name}")
@@ -91,6 +94,8 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[s
     summary: dict[str, Any] = {"pipeline_name": pipeline_name, "model": model_name}
     class_names = None
     if examples:
+        summary["examples_dir"] = examples[0].uri
+    if examples and os.path.exists(os.path.join(examples[0].uri, features.SPLIT_STATS_FILE)):
         stats_path = os.path.join(examples[0].uri, features.SPLIT_STATS_FILE)
         with open(stats_path) as f:
             stats = json.load(f)

@@ -55,3 +55,23 @@ def test_peak_memory_is_attributed_to_the_running_component():
     assert set(pipeline_wall_time.component_times(lines)) == {"Small", "Big"}
     assert memory.peaks["Big"] - memory.peaks["Small"] > 250 * 2**20
     assert memory.overall >= memory.peaks["Big"]
+
+
+def test_a_result_is_stale_once_its_preset_trains_differently():
+    def result(preset, **changes):
+        experiment = label_efficiency.expected_experiment(preset, "10pct", 0)
+        return {"preset": preset, "labels": "10pct", "seed": 0,
+                "experiment": {**experiment, **changes}}
+
+    assert label_efficiency.stale_fields(result("supervised")) == []
+    assert label_efficiency.stale_fields(result("supervised", weight_decay=5.0)) == [
+        "weight_decay"]
+    # Evaluation cadence does not change the trained model.
+    assert label_efficiency.stale_fields(result("supervised", eval_every_epochs=1)) == []
+    # A field the record lacks counts only where the method reads it.
+    old_supervised = result("supervised")
+    del old_supervised["experiment"]["vat_exact_eps"]
+    assert label_efficiency.stale_fields(old_supervised) == []
+    old_vat = result("vat")
+    del old_vat["experiment"]["vat_exact_eps"]
+    assert label_efficiency.stale_fields(old_vat) == ["vat_exact_eps"]

@@ -64,12 +64,16 @@ def fuse_path(uri: str) -> str:
 
 
 def _num_classes(args: argparse.Namespace) -> int:
+    from pipeline import imported_examples
     from pipeline.components.example_gen import sources
 
     if args.source == "fashion_mnist":
         return len(sources.FASHION_MNIST_CLASSES)
     if args.source == "imagenet_tfrecords":
         return args.num_classes or 1000
+    if args.source == imported_examples.NAME and not args.num_classes:
+        raise RunnerError("--num_classes is required for --source examples on Cloud Storage "
+                          "(its split_stats.json is not read from this machine)")
     if not args.num_classes:
         raise RunnerError("--num_classes is required for an image_folder that only the "
                           "remote workers can read (its classes are its sub-folders)")
@@ -83,6 +87,7 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
     (`fuse_path`). ExampleGen's cache key has no fingerprint of remote files: re-run with
     --no_cache after changing the data in place.
     """
+    from pipeline import imported_examples
     from pipeline import pipeline as pipeline_lib
     from pipeline.components.example_gen import splits
     from pipeline.config import DataConfig
@@ -98,6 +103,13 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
     # No replica check here: this machine's devices say nothing about the training machine's
     # (the Vertex runner checks against the job's machine in apply_machine).
     pipeline_lib.check_stages(experiments)
+    if args.source == imported_examples.NAME:
+        if label_map:
+            raise RunnerError("--source examples uses its Split-labelled/ as it is; "
+                              "drop --label_map")
+        # The Importer registers the gs:// URI itself; TFX components read it natively.
+        return experiments, DataConfig(source=args.source, data_path=data_path,
+                                       num_classes=num_classes, seed=args.seed)
     data = DataConfig(
         source=args.source, data_path=fuse_path(data_path),
         labelled_fraction=args.labelled_fraction, label_map_path=label_map, seed=args.seed,

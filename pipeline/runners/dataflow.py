@@ -101,9 +101,10 @@ def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | No
     if args.beam_workers != 1:
         raise common.RunnerError("--beam_workers sets the local DirectRunner; on Dataflow use "
                                  "--max_num_workers")
-    if common.is_gcs(args.data_path):
+    if common.is_gcs(args.data_path) and args.source != "examples":
         raise common.RunnerError("ExampleGen runs on this machine and reads local files: "
-                                 "--data_path must be a local directory here")
+                                 "--data_path must be a local directory here (already-split "
+                                 "examples on Cloud Storage: --source examples)")
     dataflow_args = dataflow_beam_args(
         project=args.project, region=args.region, temp_location=args.temp_location,
         staging_location=args.staging_location, image=args.image,

@@ -205,3 +205,27 @@ def test_bad_settings_fail_before_compiling(tmp_path, capsys, change, message):
     assert vertex_runner.main([*argv, "--output", str(output)]) == 2
     assert message in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_already_split_examples_on_cloud_storage_are_imported(tmp_path):
+    """`--source examples`: an Importer of the gs:// directory itself replaces S4LExampleGen,
+    and the Transform and Trainer read the Importer's artifact."""
+    output = tmp_path / "pipeline.json"
+    argv = [*BASE_ARGV[:-1], "gs://b/imagenet-splits", "--source", "examples",
+            "--dataset", "imagenet", "--labels", "1pct", "--num_classes", "1000",
+            "--output", str(output)]
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("exists", "glob", "open", "stat", "listdir"):
+            patch.setattr(fileio, name, _no_cloud(name, getattr(fileio, name)))
+        assert vertex_runner.main(argv) == 0
+    tasks = json.loads(output.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "S4LExampleGen" not in tasks
+    importer = tasks["ImportExamples"]
+    assert importer["inputs"]["parameters"]["artifact_uri"]["runtimeValue"][
+        "constantValue"]["stringValue"] == "gs://b/imagenet-splits"
+    for consumer in ("Transform", "Trainer.supervised", "Evaluator.supervised"):
+        assert tasks[consumer]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"][
+            "producerTask"] == "ImportExamples"
+    # Without the class count the remote data cannot be described: a clear error.
+    assert vertex_runner.main([*argv[:argv.index("--num_classes")],
+                               "--output", str(output)]) == 2
