@@ -198,7 +198,7 @@ def make_experiments(args: argparse.Namespace, num_classes: int, source=None) ->
     dataset = args.dataset or DATASET_OF_SOURCE.get(args.source)
     fraction = args.labelled_fraction
     if isinstance(source, imported_examples.ImportedExamples):
-        dataset = dataset or source.dataset()
+        dataset = dataset or DATASET_OF_SOURCE.get(source.converted_from())
         fraction = source.labelled_fraction() or fraction
     elif args.label_map and dataset == "imagenet" and not args.labels:
         from pipeline.components.example_gen import splits

@@ -104,11 +104,10 @@ class ImportedExamples:
         return list((self.split_stats or {}).get("classes")
                     or [f"class_{i}" for i in range(self.num_classes)])
 
-    def dataset(self) -> str | None:
-        """The preset variant the data came from, when split_stats.json says."""
-        source = (self.split_stats or {}).get("source")
-        return {"fashion_mnist": "fashion_mnist", "image_folder": "fashion_mnist",
-                "imagenet_tfrecords": "imagenet"}.get(source)
+    def converted_from(self) -> str | None:
+        """The S4LExampleGen source the splits were converted from, when split_stats.json
+        says (it picks the preset variant)."""
+        return (self.split_stats or {}).get("source")
 
     def labelled_fraction(self) -> float | None:
         splits = (self.split_stats or {}).get("splits", {})

@@ -26,7 +26,7 @@ def split_dir(image_folder, tmp_path):
 def test_example_gen_output_is_importable(split_dir):
     data = imported_examples.ImportedExamples(split_dir)
     assert data.class_names() == [f"class_{k}" for k in range(4)]
-    assert data.dataset() == "fashion_mnist"  # image folders use the CPU presets
+    assert data.converted_from() == "image_folder"
     assert data.labelled_fraction() == pytest.approx(0.5)
     assert all(len(files) == 2 for files in data.files.values())
 
@@ -43,7 +43,7 @@ def test_without_split_stats_the_class_count_is_needed(split_dir):
         imported_examples.ImportedExamples(split_dir)
     data = imported_examples.ImportedExamples(split_dir, num_classes=4)
     assert data.class_names() == [f"class_{k}" for k in range(4)]
-    assert data.dataset() is None and data.labelled_fraction() is None
+    assert data.converted_from() is None and data.labelled_fraction() is None
 
 
 def test_out_of_range_label_names_the_file(split_dir):
