@@ -53,6 +53,10 @@ def pairwise_distances(embeddings: tf.Tensor) -> tf.Tensor:
     squared = tf.reduce_sum(tf.square(embeddings), axis=1)
     gram = tf.matmul(embeddings, embeddings, transpose_b=True)
     d2 = squared[:, None] + squared[None, :] - 2.0 * gram
+    # A row's distance to itself is 0 exactly; the formula leaves float32 cancellation noise
+    # there (up to ~1e-3 after the root for rows of norm ~2, and it varies with the matmul
+    # kernel's summation order).
+    d2 = tf.linalg.set_diag(d2, tf.zeros_like(squared))
     return tf.sqrt(tf.maximum(d2, 1e-12))
 
 
