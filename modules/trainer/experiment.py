@@ -72,6 +72,10 @@ class Experiment:
     # Polyak averaging (spec section 4.6): EMA of the trainable weights with a half-life of one
     # labelled epoch; evaluation, export and the Hub modules then use the averaged weights.
     polyak_averaging: bool = False
+    # The EMA's half-life in labelled epochs (the original: one). The CPU data sets scale it
+    # with the schedule, like every other duration: a 2-epoch run keeping a 1-epoch half-life
+    # evaluated a quarter-initial-weights average at chance (measured, MOAM step 1).
+    polyak_half_life_epochs: float = 1.0
     # "mixed_bfloat16": bfloat16 compute, float32 variables, heads and exported signatures.
     precision: str = "float32"
     # Optimisation (spec section 5).
@@ -185,6 +189,8 @@ class Experiment:
                  "cover only unlabelled images (apply_vat_to_labelled=False)")
         if self.vat_eps <= 0 or self.vat_xi <= 0:
             fail("vat_eps", "and vat_xi must be > 0")
+        if self.polyak_half_life_epochs <= 0:
+            fail("polyak_half_life_epochs", "must be > 0")
         if self.pseudo_labels_from and self.unsup_batch_size:
             fail("unsup_batch_mult", "must be 0 when training on pseudo-labels")
         if self.resize_size < self.image_size:
@@ -283,7 +289,8 @@ def scale_for_dataset(exp: Experiment) -> Experiment:
 
     ImageNet: unchanged. Fashion-MNIST: the total becomes IMAGE_BUDGET / (labelled images x
     images_per_labelled_image), so a rotation step (8 images per labelled one) trains for
-    1/8 of the supervised epochs; warm-up and decays keep their fractions of the total.
+    1/8 of the supervised epochs; warm-up, decays and the Polyak half-life keep their
+    fractions of the total.
     Synthetic: 1 % of the schedule. Fashion-MNIST runs also evaluate about 8 times.
     """
     if exp.dataset == "imagenet":
@@ -299,7 +306,10 @@ def scale_for_dataset(exp: Experiment) -> Experiment:
         factor = max(1, round(total)) / original_total
     scaled = [e * factor for e in exp.schedule_epochs]
     scaled[-1] = max(1, round(scaled[-1]))
-    exp = exp.replace(schedule_epochs=tuple(scaled))
+    # The Polyak half-life keeps its fraction of the run too (1 of 200 epochs for MOAM).
+    exp = exp.replace(schedule_epochs=tuple(scaled),
+                      polyak_half_life_epochs=exp.polyak_half_life_epochs * scaled[-1]
+                      / original_total)
     if exp.dataset == "fashion_mnist" and not exp.eval_every_epochs:
         # About 8 evaluations per run, for the "median of the last few" in the benchmarks.
         exp = exp.replace(eval_every_epochs=max(1, round(scaled[-1] / 8)))

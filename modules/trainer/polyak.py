@@ -1,7 +1,8 @@
 """Polyak averaging (S4L_SPEC section 4.6): an EMA of the trainable weights.
 
 shadow <- decay * shadow + (1 - decay) * weight after every step, with the fixed decay
-0.5 ** (1 / steps_per_epoch) (a half-life of one labelled epoch), shadows starting at the
+0.5 ** (1 / (half_life_epochs * steps_per_epoch)) (the original: a half-life of one labelled
+epoch, `Experiment.polyak_half_life_epochs`), shadows starting at the
 initial weights; BN moving statistics are not averaged. Written here rather than with Keras'
 `use_ema` (which evaluates with the raw weights during `fit` and seeds the average at the
 first step) or `tf.train.ExponentialMovingAverage` (which creates its variables lazily inside
@@ -14,8 +15,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 
-def decay_for(steps_per_epoch: int) -> float:
-    return 0.5 ** (1.0 / steps_per_epoch)
+def decay_for(steps_per_epoch: int, half_life_epochs: float = 1.0) -> float:
+    return 0.5 ** (1.0 / (half_life_epochs * steps_per_epoch))
 
 
 class PolyakAverage(tf.Module):

@@ -187,7 +187,8 @@ def build_model(exp: Experiment) -> S4LModel:
     model(np.zeros([1, exp.image_size, exp.image_size, 3], np.float32))
     if exp.polyak_averaging:
         average = polyak.PolyakAverage(
-            model.trainable_variables, polyak.decay_for(schedules.steps_per_epoch(exp)))
+            model.trainable_variables,
+            polyak.decay_for(schedules.steps_per_epoch(exp), exp.polyak_half_life_epochs))
         # A checkpoint dependency (backups keep the averages) but not Keras weights, so
         # get_weights/set_weights and exported models hold each weight once.
         object.__setattr__(model, "polyak", average)  # skips Keras' weight tracking

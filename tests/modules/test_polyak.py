@@ -19,6 +19,19 @@ def _batch(rng, exp=EXP):
 def test_decay_has_a_half_life_of_one_epoch():
     assert polyak.decay_for(1000) == pytest.approx(0.9993071, abs=1e-7)
     assert polyak.decay_for(4) ** 4 == pytest.approx(0.5)
+    # Half-lives in labelled epochs: 0.5 epoch of 10 steps halves the weight in 5 steps.
+    assert polyak.decay_for(10, half_life_epochs=0.5) ** 5 == pytest.approx(0.5)
+
+
+def test_half_life_scales_with_the_schedule_on_cpu_data_sets():
+    from pipeline import presets
+
+    assert presets.get("moam_step_1", "imagenet").polyak_half_life_epochs == 1.0
+    cpu = presets.get("moam_step_1", "fashion_mnist")
+    # One epoch of the original's 200 is 1/200 of the run, whatever its length.
+    assert cpu.polyak_half_life_epochs == pytest.approx(cpu.schedule_epochs[-1] / 200)
+    with pytest.raises(ValueError, match="polyak_half_life_epochs"):
+        cpu.replace(polyak_half_life_epochs=0.0).validate()
 
 
 def test_ema_update_matches_numpy():
