@@ -6,7 +6,8 @@
 * `Format-Hub/classification/`: a TF2 reusable SavedModel, images [N, H, W, 3] in [-1, 1]
   -> logits [N, K] (the original hub module's `default` output).
 * `Format-Hub/feature_vector/`: the same images -> `pre_logits` [N, C].
-* `Format-Weights/`: the Keras weights, which a later stage warm-starts from (MOAM step 3).
+* `Format-Weights/`: the layers' weights without the optimizer, which a later stage
+  warm-starts from (MOAM step 3).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from modules import features
+from modules.trainer import training
 from modules.trainer.training import S4LModel
 
 SERVING_SIGNATURE = "serving_default"
@@ -35,8 +37,9 @@ def weights_prefix(serving_model_dir: str) -> str:
 
 
 def save_weights(model: S4LModel, serving_model_dir: str) -> str:
+    """Writes the layers' weights (not the optimizer) to `Format-Weights`; returns the prefix."""
     prefix = weights_prefix(serving_model_dir)
-    model.save_weights(prefix)
+    training.weights_checkpoint(model).write(prefix)
     return prefix
 
 

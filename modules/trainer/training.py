@@ -207,6 +207,14 @@ def averaged_for_export(model: S4LModel) -> S4LModel:
     return export
 
 
+def weights_checkpoint(model: S4LModel) -> tf.train.Checkpoint:
+    """The model's layers (weights and BN statistics), without the optimizer: what a later
+    stage warm-starts from. (A Keras `save_weights` checkpoint also holds the optimizer, whose
+    step counter then put MOAM step 3's LR schedule past its end from the first step.)"""
+    return tf.train.Checkpoint(backbone=model.backbone, classes_head=model.classes_head,
+                               extra_heads=model.extra_heads)
+
+
 def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None,
         log_dir: str, backup_dir: str, strategy: tf.distribute.Strategy,
         init_weights: str | None = None) -> S4LModel:
@@ -220,8 +228,9 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
     with strategy.scope():
         model = build_model(exp)
         if init_weights:
-            # Weights of the same architecture; the optimizer state is not carried over.
-            model.load_weights(init_weights).expect_partial()
+            # Weights of the same architecture; the optimizer is not in the checkpoint, so
+            # this stage starts at step 0 and runs its own LR schedule from the warm-up.
+            weights_checkpoint(model).read(init_weights).expect_partial()
             logging.info("Initialised %s from %s", exp.name, init_weights)
             if model.polyak is not None:
                 model.polyak.reset()

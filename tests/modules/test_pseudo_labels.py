@@ -53,17 +53,25 @@ def test_warm_start_loads_the_saved_weights(tmp_path):
     exp = experiment.for_dataset("synthetic").replace(num_labelled_examples=16, lr=1e-12,
                                                       schedule_epochs=(0, 1))
     source = training.build_model(exp)
+    rng = np.random.default_rng(0)
+    batch = {"labelled": {"image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
+                          "label": np.zeros(16, np.int32)}}
+    for _ in range(3):  # the source's optimizer has a step count and momentum to leave behind
+        source.train_step(batch)
     prefix = export.save_weights(source, str(tmp_path / "model" / "Format-Serving"))
     assert prefix == export.weights_prefix(str(tmp_path / "model" / "Format-Serving"))
-    rng = np.random.default_rng(0)
-    batches = tf.data.Dataset.from_tensors({"labelled": {
-        "image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
-        "label": np.zeros(16, np.int32)}}).repeat()
+    batches = tf.data.Dataset.from_tensors(batch).repeat()
     model = training.fit(exp, batches, None, str(tmp_path / "logs"), str(tmp_path / "backup"),
                          tf.distribute.get_strategy(), init_weights=prefix)
-    # One step at LR 1e-12: the kernels are the loaded ones.
+    # One step at LR 1e-12: the kernels and BN statistics are the loaded ones.
     for got, want in zip(model.trainable_variables, source.trainable_variables, strict=True):
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
+    moving = [w for w in source.non_trainable_weights if "moving_mean" in w.name]
+    assert moving and not np.allclose(moving[0].numpy(), 0.0)
+    loaded = [w for w in model.non_trainable_weights if "moving_mean" in w.name]
+    np.testing.assert_allclose(loaded[0].numpy(), moving[0].numpy(), rtol=0.2, atol=1e-3)
+    # The optimizer starts afresh: one step of this stage's schedule, not 3 + 1.
+    assert int(model.optimizer.iterations) == 1
     fresh = training.build_model(exp)
     assert not np.allclose(fresh.trainable_variables[0].numpy(),
                            source.trainable_variables[0].numpy())
