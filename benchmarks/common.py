@@ -10,20 +10,28 @@ import subprocess
 import sys
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def machine() -> dict:
     """CPU model, core count, memory and library versions of this machine."""
     cpu = platform.processor() or ""
+    isa: list[str] = []
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f
-                     if line.startswith("model name")]
+            lines = f.readlines()
+        names = [line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")]
         cpu = names[0] if names else cpu
+        flags = next((line.split(":", 1)[1].split() for line in lines
+                      if line.startswith("flags")), [])
+        # Machines of one kind differ here ("AMD EPYC" with and without AVX-512), and the
+        # oneDNN kernels, bfloat16 above all, depend on it.
+        isa = [flag for flag in _ISA_FLAGS if flag in flags]
     memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     import tensorflow as tf
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb,
+    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "memory_gb": memory_gb,
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "hostname": platform.node()}
 

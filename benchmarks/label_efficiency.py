@@ -154,16 +154,25 @@ def refresh(runs_dir: str = RUNS_DIR) -> None:
 
 
 def table() -> list[dict]:
-    """Mean, spread and median over seeds of every (method, labels) with results."""
-    cells: dict[tuple[str, str], list[dict]] = {}
+    """Mean, spread and median over seeds of every (method, labels) with results.
+
+    A method's own run gives its cell for a seed; a stage trained on the way to another
+    preset (pseudo_labels' supervised labeller, MOAM steps 1 and 2) fills the cell only where
+    no such run exists, so every seed counts once."""
+    own: dict[tuple[str, str, int], dict] = {}
+    nested: dict[tuple[str, str, int], dict] = {}
     if os.path.isdir(RESULTS):
         for name in sorted(os.listdir(RESULTS)):
             if name.endswith(".json"):
                 with open(os.path.join(RESULTS, name)) as f:
                     result = json.load(f)
                 for row in result["stages"]:
-                    cells.setdefault((row["method"], result["labels"]), []).append(
-                        dict(row, wall_time_s=result["wall_time_s"]))
+                    runs = own if row["method"] == result["preset"] else nested
+                    runs.setdefault((row["method"], result["labels"], result["seed"]),
+                                    dict(row, wall_time_s=result["wall_time_s"]))
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for (method, labels, _), row in sorted({**nested, **own}.items()):
+        cells.setdefault((method, labels), []).append(row)
     rows = []
     for (method, labels), runs in sorted(cells.items()):
         top1 = [r["top1"] for r in runs if r["top1"] is not None]

@@ -18,6 +18,8 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     for seed, top1 in enumerate((0.80, 0.84, 0.82)):
         _result(tmp_path, "supervised", "10pct", seed, [("supervised", top1)])
     _result(tmp_path, "pseudo_labels", "1pct", 0, [("supervised", 0.6), ("pseudo_labels", 0.7)])
+    # The labeller stage of a 10 % pseudo-label run repeats a seed the supervised runs have.
+    _result(tmp_path, "pseudo_labels", "10pct", 0, [("supervised", 0.5), ("pseudo_labels", 0.9)])
     rows = {(r["method"], r["labels"]): r for r in label_efficiency.table()}
     supervised = rows[("supervised", "10pct")]
     assert (supervised["seeds"], supervised["top1_median"], supervised["top1_mean"],
