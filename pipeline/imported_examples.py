@@ -62,7 +62,7 @@ class ImportedExamples:
         self.num_classes = num_classes or len(stats_classes or [])
         if not self.num_classes:
             raise ImportedExamplesError(f"{self.uri} has no {features.SPLIT_STATS_FILE}: give "
-                               "--num_classes")
+                                        "--num_classes")
         self.files = {split: split_files(self.uri, split) for split in features.SPLITS}
         missing = [split for split, files in self.files.items() if not files]
         if missing:
@@ -98,7 +98,7 @@ class ImportedExamples:
             raise ImportedExamplesError(f"{path} record 0: no {features.LABEL_KEY}")
         if not 0 <= labels[0] < self.num_classes:
             raise ImportedExamplesError(f"{path} record 0: label {labels[0]} outside [0, "
-                               f"{self.num_classes}); labels must be 0-based")
+                                        f"{self.num_classes}); labels must be 0-based")
 
     def class_names(self) -> list[str]:
         return list((self.split_stats or {}).get("classes")
@@ -136,4 +136,3 @@ def importer(uri: str, fingerprint: str) -> tfx.dsl.Importer:
         custom_properties={"source_fingerprint": fingerprint},
         reimport=False,
     ).with_id(IMPORTER_ID)
-

@@ -140,17 +140,20 @@ def pseudo_labeller(examples, model, name: str) -> tfx.components.BulkInferrer:
     ).with_id(f"BulkInferrer.{name}")
 
 
-def examples_node(data: DataConfig):
-    """The node that provides the three splits: S4LExampleGen converting the source, or, for
-    already-split examples (`source="examples"`), an Importer registering them in place."""
+def examples_node(data: DataConfig) -> tuple[Any, Any]:
+    """(node, its Examples channel) that provide the three splits: S4LExampleGen converting
+    the source, or, for already-split examples (`source="examples"`), an Importer
+    registering them in place."""
     if data.source == imported_examples.NAME:
-        return imported_examples.importer(data.data_path, data.fingerprint)
-    return S4LExampleGen(
+        node = imported_examples.importer(data.data_path, data.fingerprint)
+        return node, node.outputs["result"]
+    node = S4LExampleGen(
         source=data.source, data_path=data.data_path,
         labelled_fraction=float(data.labelled_fraction), label_map_path=data.label_map_path,
         seed=data.seed, exclude_labelled=int(data.exclude_labelled),
         num_shards=data.num_shards, num_classes=data.num_classes,
         label_offset=data.label_offset, source_fingerprint=data.fingerprint)
+    return node, node.outputs["examples"]
 
 
 def create_pipeline(
@@ -193,9 +196,7 @@ def create_pipeline(
                          f"graph); got {sorted(image_sizes)}")
     image_size, resize_size = image_sizes.pop()
     thresholds = thresholds or EvalConfig()
-    example_gen = examples_node(data)
-    all_examples = example_gen.outputs[
-        "result" if data.source == imported_examples.NAME else "examples"]
+    example_gen, all_examples = examples_node(data)
     statistics_gen = tfx.components.StatisticsGen(examples=all_examples)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     example_validator = tfx.components.ExampleValidator(

@@ -82,7 +82,9 @@ def test_fingerprint_changes_with_the_data(split_dir):
 
 
 def test_pipeline_node_is_an_importer_of_the_directory(split_dir):
-    node = examples_node(DataConfig(source="examples", data_path=split_dir, fingerprint="f"))
+    node, channel = examples_node(DataConfig(source="examples", data_path=split_dir,
+                                             fingerprint="f"))
+    assert channel is node.outputs["result"]
     assert node.id == imported_examples.IMPORTER_ID
     assert node.exec_properties["artifact_uri"] == split_dir
     assert node.exec_properties["reimport"] == 0
