@@ -201,7 +201,7 @@ def plot(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=120)
     for method in sorted({r["method"] for r in rows}):
         points = sorted((FRACTION[r["labels"]] * 100, float(r["top1_median"]))
                         for r in rows if r["method"] == method and r["top1_median"])
@@ -212,7 +212,7 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_ylabel("top-1 (%), median over seeds")
     ax.set_title("Fashion-MNIST test set, equal training budget")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
