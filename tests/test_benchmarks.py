@@ -77,3 +77,21 @@ def test_a_result_is_stale_once_its_preset_trains_differently():
     old_vat = result("vat")
     del old_vat["experiment"]["vat_exact_eps"]
     assert label_efficiency.stale_fields(old_vat) == ["vat_exact_eps"]
+
+
+def test_run_summaries_reads_a_finished_run_and_names_a_missing_one(tmp_path, capsys):
+    from benchmarks import run_summaries
+
+    logdir = tmp_path / "run" / "logs"
+    logdir.mkdir(parents=True)
+    (logdir / "experiment.json").write_text(json.dumps({"final_eval": {"rot_avg_top1": 0.655}}))
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(
+        {"model": "s4l_rotation", "splits": {"labelled": 6000}, "top1": 0.8436, "top5": 0.9946,
+         "wall_time_s": 1034.0, "tensorboard_logdir": str(logdir), "command": "beam_runner.py",
+         "experiment": {"schedule_epochs": [0.3, 12], "inception_crop": False}}))
+    assert run_summaries.row(str(tmp_path / "run")) == {
+        "run": "run", "model": "s4l_rotation", "labelled": 6000, "epochs": 12,
+        "inception_crop": False, "top1": "84.36", "top5": "99.46", "rot_avg_top1": "65.50",
+        "wall_min": 17.2, "command": "beam_runner.py"}
+    assert run_summaries.main([str(tmp_path / "absent")]) == 2
+    assert "absent/summary.json: no summary.json" in capsys.readouterr().err

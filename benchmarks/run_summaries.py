@@ -1,0 +1,78 @@
+"""Tabulates finished pipeline runs: one row per `summary.json`, for ablations.
+
+The label-efficiency table only holds presets as they are. Runs with overrides
+(`beam_runner.py ... --set inception_crop=false --train_epochs 96`) are compared here:
+
+  .venv/bin/python benchmarks/run_summaries.py --name ablation_crop_budget \
+      runs/exp_nocrop /work/exp/s4l_rotation-x2.4-nocrop
+
+Each row: the run's final TFMA top-1/top-5, rotation-averaged top-1 where recorded, labelled
+epochs, crop setting, network images per labelled image times steps over the fit time, wall
+time and the command that produced it. Written to results/<name>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks import common  # noqa: E402
+
+COLUMNS = ["run", "model", "labelled", "epochs", "inception_crop", "top1", "top5",
+           "rot_avg_top1", "wall_min", "command"]
+
+
+def _training_record(summary: dict) -> dict:
+    path = os.path.join(summary.get("tensorboard_logdir") or "", "experiment.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def row(run_dir: str) -> dict:
+    """One table row from RUN_DIR/summary.json (and the Trainer's experiment.json)."""
+    path = os.path.join(run_dir, "summary.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no summary.json (did the run finish?)")
+    with open(path) as f:
+        summary = json.load(f)
+    try:
+        experiment = summary["experiment"]
+        top1, top5 = summary["top1"], summary["top5"]
+    except KeyError as e:
+        raise ValueError(f"{path}: missing {e.args[0]!r}; not a run summary") from e
+    rot_avg = _training_record(summary).get("final_eval", {}).get("rot_avg_top1")
+    return {"run": os.path.basename(os.path.normpath(run_dir)), "model": summary.get("model"),
+            "labelled": summary.get("splits", {}).get("labelled"),
+            "epochs": experiment["schedule_epochs"][-1],
+            "inception_crop": experiment.get("inception_crop"),
+            "top1": f"{100 * top1:.2f}", "top5": f"{100 * top5:.2f}",
+            "rot_avg_top1": f"{100 * rot_avg:.2f}" if rot_avg is not None else "",
+            "wall_min": round(summary.get("wall_time_s", 0) / 60, 1),
+            "command": summary.get("command", "")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", help="Output directories of finished runs.")
+    parser.add_argument("--name", default="run_summaries",
+                        help="Results file name under benchmarks/results/.")
+    parser.add_argument("--notes", default="")
+    args = parser.parse_args(argv)
+    try:
+        rows = [row(d) for d in args.run_dirs]
+    except (OSError, ValueError) as e:
+        print(f"run_summaries: error: {e}", file=sys.stderr)
+        return 2
+    common.save(args.name, rows, COLUMNS, notes=args.notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
