@@ -44,6 +44,16 @@ def git_revision() -> str:
         return "unknown"
 
 
+def training_record(stage: dict) -> dict:
+    """The Trainer's experiment.json (eval history, final evaluation, fit time) of a stage of
+    summary.json, or {} where the run left none."""
+    path = os.path.join(stage.get("tensorboard_logdir") or "", "experiment.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:

@@ -45,11 +45,7 @@ def result_path(preset: str, labels: str, seed: int) -> str:
 
 
 def _stage_row(stage: dict, name: str) -> dict:
-    record_path = os.path.join(stage.get("tensorboard_logdir") or "", "experiment.json")
-    record = {}
-    if os.path.exists(record_path):
-        with open(record_path) as f:
-            record = json.load(f)
+    record = common.training_record(stage)
     history = record.get("eval_history", {}).get("val_top1", [])
     exp = record.get("experiment", {})
     row = {"method": name, "top1": stage.get("top1"), "top5": stage.get("top5"),

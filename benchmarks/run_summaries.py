@@ -4,11 +4,11 @@ The label-efficiency table only holds presets as they are. Runs with overrides
 (`beam_runner.py ... --set inception_crop=false --train_epochs 96`) are compared here:
 
   .venv/bin/python benchmarks/run_summaries.py --name ablation_crop_budget \
-      runs/exp_nocrop /work/exp/s4l_rotation-x2.4-nocrop
+      runs/exp_nocrop runs/exp_rotation_nocrop
 
 Each row: the run's final TFMA top-1/top-5, rotation-averaged top-1 where recorded, labelled
-epochs, crop setting, network images per labelled image times steps over the fit time, wall
-time and the command that produced it. Written to results/<name>.json and .md.
+epochs, crop setting, wall time and the command that produced it. Written to
+results/<name>.json and .md.
 """
 
 from __future__ import annotations
@@ -27,14 +27,6 @@ COLUMNS = ["run", "model", "labelled", "epochs", "inception_crop", "top1", "top5
            "rot_avg_top1", "wall_min", "command"]
 
 
-def _training_record(summary: dict) -> dict:
-    path = os.path.join(summary.get("tensorboard_logdir") or "", "experiment.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
 def row(run_dir: str) -> dict:
     """One table row from RUN_DIR/summary.json (and the Trainer's experiment.json)."""
     path = os.path.join(run_dir, "summary.json")
@@ -47,7 +39,7 @@ def row(run_dir: str) -> dict:
         top1, top5 = summary["top1"], summary["top5"]
     except KeyError as e:
         raise ValueError(f"{path}: missing {e.args[0]!r}; not a run summary") from e
-    rot_avg = _training_record(summary).get("final_eval", {}).get("rot_avg_top1")
+    rot_avg = common.training_record(summary).get("final_eval", {}).get("rot_avg_top1")
     return {"run": os.path.basename(os.path.normpath(run_dir)), "model": summary.get("model"),
             "labelled": summary.get("splits", {}).get("labelled"),
             "epochs": experiment["schedule_epochs"][-1],
