@@ -238,7 +238,7 @@ def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
     ImageNet values are the original configs' (spec section 5.3). Fashion-MNIST and
     `synthetic` apply one scaling rule for this 2-core CPU: 32x32 inputs, the small
     pre-activation ResNet, BN momentum 0.9 (moving statistics converge in short runs,
-    TFX_NOTES section 3), half the labelled batch.
+    TFX_NOTES section 3), half the labelled batch; Fashion-MNIST without the inception crop.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
@@ -255,7 +255,12 @@ def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
     if dataset == "synthetic":
         return small.replace(batch_size=16, eval_batch_size=32, filters_factor=1,
                              shuffle_buffer=256)
-    return small
+    # Fashion-MNIST: no inception crop. Its 28x28 garments fill the frame, so a crop of 25 %
+    # of the area cuts away what tells the classes apart; measured at seed 0 (README
+    # "Ablation: the crop and the budget"), dropping it gave supervised +2.0 / +1.7 points
+    # (10 % / 1 %), S4L-Rotation +12.3 / +9.2 and VAT +7.0. S4L-Exemplar keeps its crop
+    # (its preset): its loss learns invariance across crops of one image.
+    return small.replace(inception_crop=False)
 
 
 # The CPU data sets' training budget: images through the network per run (forward passes over
