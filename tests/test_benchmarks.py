@@ -5,12 +5,14 @@ import json
 from benchmarks import label_efficiency
 
 
-def _result(directory, preset, labels, seed, stages):
+def _result(directory, preset, labels, seed, stages, **changes):
+    """A result file as a run of today's preset writes it, with `changes` to its experiment."""
     rows = [{"method": name, "top1": top1, "top5": top1 + 0.05, "median_last3_top1": None,
              "epochs": 5, "steps": 10, "blessed": True} for name, top1 in stages]
+    experiment = label_efficiency.expected_experiment(preset, labels, seed)
     (directory / f"{preset}-{labels}-seed{seed}.json").write_text(json.dumps(
         {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": 600.0,
-         "stages": rows}))
+         "stages": rows, "experiment": {**experiment, **changes}}))
 
 
 def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
@@ -20,7 +22,11 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     _result(tmp_path, "pseudo_labels", "1pct", 0, [("supervised", 0.6), ("pseudo_labels", 0.7)])
     # The labeller stage of a 10 % pseudo-label run repeats a seed the supervised runs have.
     _result(tmp_path, "pseudo_labels", "10pct", 0, [("supervised", 0.5), ("pseudo_labels", 0.9)])
-    rows = {(r["method"], r["labels"]): r for r in label_efficiency.table()}
+    # A run of a preset that has changed since stays out of the table.
+    _result(tmp_path, "supervised", "1pct", 1, [("supervised", 0.99)], weight_decay=5.0)
+    results, stale = label_efficiency.current_results()
+    assert stale == ["supervised-1pct-seed1"]
+    rows = {(r["method"], r["labels"]): r for r in label_efficiency.table(results)}
     supervised = rows[("supervised", "10pct")]
     assert (supervised["seeds"], supervised["top1_median"], supervised["top1_mean"],
             supervised["top1_spread"]) == (3, "82.00", "82.00", "4.00")
@@ -29,6 +35,22 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     assert rows[("pseudo_labels", "1pct")]["wall_min"] == 10.0
     label_efficiency.plot(list(rows.values()), str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_targets_say_by_how_much_they_are_met_or_missed():
+    rows = [{"method": m, "labels": lab, "seeds": n, "top1_median": t}
+            for m, lab, n, t in (("supervised", "1pct", 3, "80.00"),
+                                 ("s4l_rotation", "1pct", 2, "84.50"),
+                                 ("vat", "10pct", 1, "94.00"), ("supervised", "10pct", 3, "90.00"),
+                                 ("vat", "1pct", 1, ""))]
+    best_1pct, best_10pct, rotation = label_efficiency.targets(rows)
+    assert (best_1pct["measured"], best_1pct["margin"], best_1pct["met"]) == (
+        "84.50 (s4l_rotation)", -5.5, "no")
+    assert (best_10pct["measured"], best_10pct["margin"], best_10pct["met"]) == (
+        "94.00 (vat)", 0.5, "yes")
+    assert (rotation["measured"], rotation["seeds"], rotation["margin"], rotation["met"]) == (
+        "+4.50", 2, 1.5, "yes")
+    assert label_efficiency.targets([])[2]["met"] == ""
 
 
 def test_peak_memory_is_attributed_to_the_running_component():
