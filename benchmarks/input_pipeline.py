@@ -3,6 +3,7 @@
 Writes N Fashion-MNIST training images as the pipeline stores them (PNG tf.Examples, GZIP
 TFRecords) and times `data.training_stream` -- parse, shuffle, decode, inception crop, resize,
 flip (and for S4L-Exemplar 8 patches with HSV noise) -- in batches, with no model attached.
+The inception crop (area >= 0.25) is on for every preset here, as on ImageNet.
 The consumption rate of each method's step is read from results/method_step_throughput.json
 (labelled images/s; the unlabelled stream of B_u = B runs in parallel at the same rate).
 Goal: the stream delivers at least 3x what the step consumes.
@@ -45,7 +46,9 @@ def write_records(path: str, count: int) -> None:
 
 
 def measure(name: str, pattern: str, batches: int) -> dict:
-    exp = presets.get(name, "fashion_mnist").replace(cache_labelled=False)
+    # The crop is measured even where the preset drops it (Fashion-MNIST, all but Exemplar):
+    # the goal is about the inception pipeline, which ImageNet runs use.
+    exp = presets.get(name, "fashion_mnist").replace(cache_labelled=False, inception_crop=True)
     stream = data.training_stream(pattern, exp.batch_size, exp, seed=0, cache=False)
     iterator = iter(stream.prefetch(tf.data.AUTOTUNE))
     for _ in range(3):

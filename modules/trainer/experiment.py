@@ -91,7 +91,8 @@ class Experiment:
     # Evaluation, checkpoints and runtime.
     eval_batch_size: int = 80
     eval_every_epochs: int = 0  # 0 = evaluate once, at the end of training.
-    # Rotation models: also report accuracy of class logits averaged over the 4 rotations.
+    # Rotation models: the final evaluation also reports the accuracy of class logits
+    # averaged over the 4 rotations (evaluations during training: upright only).
     eval_rotation_average: bool = False
     # Weights are saved to model_run_dir/checkpoints this often (original: every 5,000 steps).
     checkpoint_every_epochs: int = 10

@@ -73,6 +73,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # raw weights, S4L_SPEC section 10.1 item 4).
     exported = "polyak_average" if model.polyak is not None else "final"
     model = training.averaged_for_export(model)
+    model.set_rotation_average(True)
     final = model.evaluate(eval_ds, verbose=0, return_dict=True)
     logging.info("Final eval of %s (%s weights): top-1 %.4f, top-5 %.4f", exp.name, exported,
                  final["top1"], final["top5"])

@@ -67,6 +67,16 @@ class S4LModel(keras.Model):
         # Heads are float32 layers, so logits stay float32 under mixed_bfloat16.
         return tf.cast(self.backbone(images, training=training)["pre_logits"], tf.float32)
 
+    def set_rotation_average(self, on: bool) -> None:
+        """Turns the rotation-averaged eval metrics on (where the experiment asks for them) or
+        off. They cost 4 more forward passes per eval image, so the evaluations during
+        training run upright only and the final one adds them; evaluate retraces."""
+        on = on and self.exp.eval_rotation_average and "rotation" in self.exp.losses
+        if on != self.rot_avg:
+            self.rot_avg = on
+            self.eval_only_metrics = [self.rot_avg_top1, self.rot_avg_top5] if on else []
+            self.test_function = None
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5,
@@ -250,6 +260,9 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
     validation = {}
     if eval_ds is not None and exp.eval_every_epochs > 0:
         validation = {"validation_data": eval_ds, "validation_freq": exp.eval_every_epochs}
+        # Upright only: the rotation-averaged pass would make each evaluation 5x longer (a
+        # third of a 1 % rotation run); the final evaluation reports it.
+        model.set_rotation_average(False)
     model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=2, **validation)
     return model

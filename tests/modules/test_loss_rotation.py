@@ -98,6 +98,25 @@ def test_rotation_train_step_and_rotation_averaged_eval():
     assert float(results["rot_avg_top1"]) == pytest.approx(expected)
 
 
+def test_rotation_average_is_left_out_of_evaluations_during_training():
+    exp = presets.get("s4l_rotation", dataset="synthetic").replace(
+        num_labelled_examples=8, batch_size=4, eval_every_epochs=1)
+    model = training.build_model(exp)
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+    labels = np.arange(8, dtype=np.int32) % exp.num_classes
+    model.set_rotation_average(False)
+    assert set(model.evaluate(images, labels, batch_size=4, verbose=0, return_dict=True)) == {
+        "top1", "top5"}
+    model.set_rotation_average(True)
+    assert {"rot_avg_top1", "rot_avg_top5"} <= set(
+        model.evaluate(images, labels, batch_size=4, verbose=0, return_dict=True))
+    # A model whose experiment does not ask for it never reports it.
+    upright = training.build_model(exp.replace(eval_rotation_average=False))
+    upright.set_rotation_average(True)
+    assert "rot_avg_top1" not in upright.evaluate(images, labels, batch_size=4, verbose=0,
+                                                  return_dict=True)
+
+
 def test_rotation_needs_no_change_to_experiment_validation():
     exp = experiment.Experiment(losses={"supervised": 1.0, "rotation": 1.0})
     assert exp.validate() is exp
