@@ -166,6 +166,19 @@ def current_results() -> tuple[list[dict], list[str]]:
     return results, stale
 
 
+def missing_cells(presets: list[str], labels: list[str], seeds: list[int]) -> str:
+    """The cells of the grid with no result file, by seed ("" when none is missing)."""
+    parts = []
+    for seed in seeds:
+        cells = [f"{preset}-{lab}" for lab in labels for preset in presets
+                 if not os.path.exists(result_path(preset, lab, seed))]
+        if cells:
+            listed = (f"all {len(cells)}" if len(cells) == len(presets) * len(labels)
+                      else ", ".join(cells))
+            parts.append(f"seed {seed}: {listed}")
+    return "; ".join(parts)
+
+
 def table(results: list[dict]) -> list[dict]:
     """Mean, spread and median over seeds of every (method, labels) in `results`.
 
@@ -302,6 +315,11 @@ def main() -> None:
         notes += (" Left out, their preset has changed since they ran (run them again): "
                   + ", ".join(stale) + ".")
         print(f"left out of the table (preset changed since): {', '.join(stale)}")
+    missing = missing_cells(args.presets.split(","), args.labels.split(","),
+                            [int(s) for s in args.seeds.split(",")])
+    if missing:
+        notes += f" Not run yet: {missing}."
+        print(f"not run yet: {missing}")
     common.save("label_efficiency", rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
                  "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "wall_min",
@@ -310,7 +328,8 @@ def main() -> None:
     common.save("label_efficiency_targets", targets(rows),
                 ["target", "measured", "seeds", "met", "margin"],
                 notes="Medians over the seeds in label_efficiency.md; margin = measured - "
-                      "needed, in top-1 points (negative: missed by that much).")
+                      "needed, in top-1 points (negative: missed by that much)."
+                      + (f" Not run yet: {missing}." if missing else ""))
 
 
 if __name__ == "__main__":

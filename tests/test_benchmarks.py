@@ -26,6 +26,10 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     _result(tmp_path, "supervised", "1pct", 1, [("supervised", 0.99)], weight_decay=5.0)
     results, stale = label_efficiency.current_results()
     assert stale == ["supervised-1pct-seed1"]
+    assert label_efficiency.missing_cells(["supervised", "pseudo_labels"], ["1pct", "10pct"],
+                                          [0, 1, 2, 3]) == (
+        "seed 0: supervised-1pct; seed 1: pseudo_labels-1pct, pseudo_labels-10pct; "
+        "seed 2: supervised-1pct, pseudo_labels-1pct, pseudo_labels-10pct; seed 3: all 4")
     rows = {(r["method"], r["labels"]): r for r in label_efficiency.table(results)}
     supervised = rows[("supervised", "10pct")]
     assert (supervised["seeds"], supervised["top1_median"], supervised["top1_mean"],
