@@ -75,7 +75,10 @@ def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str
 def expected_experiment(preset: str, labels: str, seed: int) -> dict:
     """The final stage's experiment that a run of the cell would use now."""
     import beam_runner
+    from pipeline import presets
 
+    if preset not in presets.PRESETS:  # checked here: argparse would exit instead
+        raise ValueError(f"unknown preset {preset!r}")
     args = beam_runner.build_parser().parse_args(runner_args(preset, labels, seed, ""))
     return beam_runner.make_experiments(args, num_classes=10)[-1].to_dict()
 
@@ -159,7 +162,12 @@ def current_results() -> tuple[list[dict], list[str]]:
             if name.endswith(".json"):
                 with open(os.path.join(RESULTS, name)) as f:
                     result = json.load(f)
-                if stale_fields(result):
+                try:
+                    changed = stale_fields(result)
+                except (KeyError, ValueError) as e:  # a preset or labels that no longer exist
+                    print(f"{name}: cannot rebuild its preset ({e}); left out", flush=True)
+                    changed = ["preset"]
+                if changed:
                     stale.append(name[:-len(".json")])
                 else:
                     results.append(result)
@@ -309,17 +317,18 @@ def main() -> None:
     rows = table(results)
     if rows:
         plot(rows, os.path.join(common.RESULTS_DIR, "label_efficiency.png"))
-    notes = ("Fashion-MNIST test set (10,000 images); final models, TFMA; "
-             "per-run files in results/label_efficiency/.")
+    gaps = ""
     if stale:
-        notes += (" Left out, their preset has changed since they ran (run them again): "
-                  + ", ".join(stale) + ".")
+        gaps += (" Left out, their preset has changed since they ran (run them again): "
+                 + ", ".join(stale) + ".")
         print(f"left out of the table (preset changed since): {', '.join(stale)}")
-    missing = missing_cells(args.presets.split(","), args.labels.split(","),
-                            [int(s) for s in args.seeds.split(",")])
+    # The whole grid, whatever this call ran: the table holds every result file.
+    missing = missing_cells(DEFAULT_PRESETS.split(","), list(FRACTION), [0, 1, 2])
     if missing:
-        notes += f" Not run yet: {missing}."
+        gaps += f" Not run yet: {missing}."
         print(f"not run yet: {missing}")
+    notes = ("Fashion-MNIST test set (10,000 images); final models, TFMA; "
+             "per-run files in results/label_efficiency/." + gaps)
     common.save("label_efficiency", rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
                  "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "wall_min",
@@ -328,8 +337,7 @@ def main() -> None:
     common.save("label_efficiency_targets", targets(rows),
                 ["target", "measured", "seeds", "met", "margin"],
                 notes="Medians over the seeds in label_efficiency.md; margin = measured - "
-                      "needed, in top-1 points (negative: missed by that much)."
-                      + (f" Not run yet: {missing}." if missing else ""))
+                      "needed, in top-1 points (negative: missed by that much)." + gaps)
 
 
 if __name__ == "__main__":

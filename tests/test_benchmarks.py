@@ -22,10 +22,12 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     _result(tmp_path, "pseudo_labels", "1pct", 0, [("supervised", 0.6), ("pseudo_labels", 0.7)])
     # The labeller stage of a 10 % pseudo-label run repeats a seed the supervised runs have.
     _result(tmp_path, "pseudo_labels", "10pct", 0, [("supervised", 0.5), ("pseudo_labels", 0.9)])
-    # A run of a preset that has changed since stays out of the table.
+    # A run of a preset that has changed since, or no longer exists, stays out of the table.
     _result(tmp_path, "supervised", "1pct", 1, [("supervised", 0.99)], weight_decay=5.0)
+    (tmp_path / "retired-1pct-seed0.json").write_text(json.dumps(
+        {"preset": "retired", "labels": "1pct", "seed": 0, "experiment": {}}))
     results, stale = label_efficiency.current_results()
-    assert stale == ["supervised-1pct-seed1"]
+    assert stale == ["retired-1pct-seed0", "supervised-1pct-seed1"]
     assert label_efficiency.missing_cells(["supervised", "pseudo_labels"], ["1pct", "10pct"],
                                           [0, 1, 2, 3]) == (
         "seed 0: supervised-1pct; seed 1: pseudo_labels-1pct, pseudo_labels-10pct; "

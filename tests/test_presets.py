@@ -84,6 +84,16 @@ def test_fashion_mnist_presets_share_one_image_budget():
                 name, labels, used)
 
 
+def test_only_exemplar_keeps_the_inception_crop_on_fashion_mnist():
+    for labels in ("10pct", "1pct"):
+        for name in presets.PRESETS:
+            exp = presets.get(name, "fashion_mnist", labels)
+            assert exp.inception_crop == ("exemplar" in exp.losses), (name, labels)
+    # ImageNet and the test data set keep the originals' crop.
+    for dataset in ("imagenet", "synthetic"):
+        assert all(presets.get(name, dataset).inception_crop for name in presets.PRESETS)
+
+
 def test_images_per_labelled_image_follows_the_forward_passes():
     get = presets.get
     assert experiment.images_per_labelled_image(get("supervised")) == 1
