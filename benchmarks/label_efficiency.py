@@ -7,7 +7,11 @@ Every finished run writes results/label_efficiency/<preset>-<labels>-seed<k>.jso
 whose file exists is skipped while the preset still gives the experiment it recorded, so the
 table fills up over several sittings; a preset that has changed since runs again, and until it
 has, its old result stays out of the table (the notes name it).
-Multi-stage presets (pseudo_labels, moam_step_3) also report the stages they train on the way.
+Every method of one (labels, seed) runs in one pipeline root, the stages a method builds on
+first (pseudo_labels after supervised; moam_step_1, _2, _3 in turn): a stage an earlier run
+trained comes from the TFX cache, so each run trains one network and fits the 20 minutes.
+Multi-stage presets also report the stages they build on; `method_train_min` adds up the fit
+time of every network a method trained, whichever run trained it.
 
   .venv/bin/python benchmarks/label_efficiency.py --presets supervised,s4l_rotation \
       --labels 10pct --seeds 0            # run what is missing, then print the table
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,7 +58,8 @@ def _stage_row(stage: dict, name: str) -> dict:
            "median_last3_top1": statistics.median(history[-3:]) if history else None,
            "rot_avg_top1": record.get("final_eval", {}).get("rot_avg_top1"),
            "epochs": exp.get("schedule_epochs", [None])[-1],
-           "steps": record.get("final_step"), "blessed": stage.get("blessed")}
+           "steps": record.get("final_step"), "blessed": stage.get("blessed"),
+           "train_s": record.get("train_seconds")}
     if record.get("train_seconds") and exp:
         from modules.trainer import experiment
 
@@ -63,12 +69,18 @@ def _stage_row(stage: dict, name: str) -> dict:
     return row
 
 
+def run_dir(labels: str, seed: int) -> str:
+    """One pipeline root per (labels, seed), shared by every method: a stage that another
+    method's run already trained (pseudo_labels' labeller, MOAM steps 1-2) comes from the TFX
+    cache, so each run trains one network."""
+    return os.path.join(RUNS_DIR, f"{labels}-seed{seed}")
+
+
 def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str]:
     """`beam_runner.py`'s arguments for one cell of the table."""
-    out = os.path.join(RUNS_DIR, f"{preset}-{labels}-seed{seed}")
     args = ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
-            "--labels", labels, "--seed", str(seed), "--output_dir", out,
-            "--pipeline_name", f"le-{preset}-{labels}-{seed}", "--min_top1", "0"]
+            "--labels", labels, "--seed", str(seed), "--output_dir", run_dir(labels, seed),
+            "--pipeline_name", f"le-{labels}-{seed}", "--min_top1", "0"]
     return args + (["--data_path", data_path] if data_path else [])
 
 
@@ -102,6 +114,28 @@ def stale_fields(result: dict) -> list[str]:
                   and not k.startswith(unused))
 
 
+def _summary_copy(preset: str, labels: str, seed: int) -> str:
+    """Where a run's summary.json is kept (the shared root's own is overwritten by the next
+    run), for `refresh`."""
+    return os.path.join(run_dir(labels, seed), f"summary-{preset}.json")
+
+
+def _trained_before(stage: dict, start: float) -> bool:
+    """Whether the stage's network came from the TFX cache (trained by an earlier run)."""
+    path = os.path.join(stage.get("tensorboard_logdir") or "", "experiment.json")
+    return os.path.exists(path) and os.path.getmtime(path) < start
+
+
+def _with_method_train_time(rows: list[dict]) -> list[dict]:
+    """Adds each stage's cumulative fit time: what the method up to that stage cost to train,
+    whichever run trained its earlier stages."""
+    total = 0.0
+    for row in rows:
+        total += row.get("train_s") or 0.0
+        row["method_train_s"] = round(total, 1)
+    return rows
+
+
 def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     """Runs the pipeline for one cell of the table and saves its result file."""
     args = runner_args(preset, labels, seed, data_path)
@@ -112,9 +146,12 @@ def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     wall = time.time() - start
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
+    shutil.copy(os.path.join(out, "summary.json"), _summary_copy(preset, labels, seed))
     stages = summary.get("stages") or {preset: summary}
-    rows = [dict(_stage_row(stage, name), preset=preset, labels=labels, seed=seed)
-            for name, stage in stages.items()]
+    rows = _with_method_train_time(
+        [dict(_stage_row(stage, name), preset=preset, labels=labels, seed=seed,
+              from_cache=_trained_before(stage, start))
+         for name, stage in stages.items()])
     final = rows[-1]
     exp = summary["experiment"]
     result = {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": round(wall, 1),
@@ -131,24 +168,28 @@ def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
 
 def refresh(runs_dir: str = RUNS_DIR) -> None:
     """Re-derives the stage rows of every result file from its run's records (after the
-    reported fields change); results whose run directory is gone are left as they are."""
+    reported fields change); results whose run's summary is gone are left as they are."""
     if not os.path.isdir(RESULTS):
         return
     for name in sorted(os.listdir(RESULTS)):
         path = os.path.join(RESULTS, name)
         with open(path) as f:
             result = json.load(f)
-        summary_path = os.path.join(
-            runs_dir, f"{result['preset']}-{result['labels']}-seed{result['seed']}",
-            "summary.json")
-        if not os.path.exists(summary_path):
+        preset, labels, seed = result["preset"], result["labels"], result["seed"]
+        candidates = (  # this layout's copy, then the one-root-per-cell layout before it
+            os.path.join(runs_dir, f"{labels}-seed{seed}", f"summary-{preset}.json"),
+            os.path.join(runs_dir, f"{preset}-{labels}-seed{seed}", "summary.json"))
+        summary_path = next((p for p in candidates if os.path.exists(p)), None)
+        if summary_path is None:
             continue
         with open(summary_path) as f:
             summary = json.load(f)
-        stages = summary.get("stages") or {result["preset"]: summary}
-        result["stages"] = [dict(_stage_row(stage, stage_name), preset=result["preset"],
-                                 labels=result["labels"], seed=result["seed"])
-                            for stage_name, stage in stages.items()]
+        cached = {row["method"]: row.get("from_cache", False) for row in result["stages"]}
+        stages = summary.get("stages") or {preset: summary}
+        result["stages"] = _with_method_train_time(
+            [dict(_stage_row(stage, stage_name), preset=preset, labels=labels, seed=seed,
+                  from_cache=cached.get(stage_name, False))
+             for stage_name, stage in stages.items()])
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
 
@@ -174,12 +215,31 @@ def current_results() -> tuple[list[dict], list[str]]:
     return results, stale
 
 
-def missing_cells(presets: list[str], labels: list[str], seeds: list[int]) -> str:
-    """The cells of the grid with no result file, by seed ("" when none is missing)."""
+def with_stages(names: list[str]) -> list[str]:
+    """`names` with the stages each builds on before it, once each (moam_step_3 ->
+    moam_step_1, moam_step_2, moam_step_3): the order in which one pipeline root trains them
+    so that every run trains one network."""
+    from pipeline import presets
+
+    ordered: list[str] = []
+    for name in names:
+        for stage in presets.stages(name):
+            if stage.name not in ordered:
+                ordered.append(stage.name)
+    return ordered
+
+
+def missing_cells(presets: list[str], labels: list[str], seeds: list[int],
+                  results: list[dict]) -> str:
+    """The cells of the grid with neither a result file nor a stage row in another method's
+    result, by seed ("" when none is missing)."""
+    covered = {(row["method"], result["labels"], result["seed"])
+               for result in results for row in result["stages"]}
     parts = []
     for seed in seeds:
         cells = [f"{preset}-{lab}" for lab in labels for preset in presets
-                 if not os.path.exists(result_path(preset, lab, seed))]
+                 if not os.path.exists(result_path(preset, lab, seed))
+                 and (preset, lab, seed) not in covered]
         if cells:
             listed = (f"all {len(cells)}" if len(cells) == len(presets) * len(labels)
                       else ", ".join(cells))
@@ -199,13 +259,17 @@ def table(results: list[dict]) -> list[dict]:
         for row in result["stages"]:
             runs = own if row["method"] == result["preset"] else nested
             runs.setdefault((row["method"], result["labels"], result["seed"]),
-                            dict(row, wall_time_s=result["wall_time_s"]))
+                            dict(row, wall_time_s=result["wall_time_s"] if runs is own
+                                 else None))
     cells: dict[tuple[str, str], list[dict]] = {}
     for (method, labels, _), row in sorted({**nested, **own}.items()):
         cells.setdefault((method, labels), []).append(row)
     rows = []
     for (method, labels), runs in sorted(cells.items()):
         top1 = [r["top1"] for r in runs if r["top1"] is not None]
+        walls = [r["wall_time_s"] for r in runs if r["wall_time_s"]]
+        train = [r["train_s"] for r in runs if r.get("train_s")]
+        method_train = [r["method_train_s"] for r in runs if r.get("method_train_s")]
         top5 = [r["top5"] for r in runs if r["top5"] is not None]
         rows.append({
             "method": method, "labels": labels, "seeds": len(runs),
@@ -219,8 +283,11 @@ def table(results: list[dict]) -> list[dict]:
                 r["rot_avg_top1"] for r in runs if r.get("rot_avg_top1")]) else "",
             "train_img_per_s": round(statistics.median(ips)) if (ips := [
                 r["train_images_per_s"] for r in runs if r.get("train_images_per_s")]) else "",
-            "epochs": runs[0]["epochs"], "wall_min": round(
-                statistics.mean(r["wall_time_s"] for r in runs) / 60, 1)})
+            "epochs": runs[0]["epochs"],
+            "train_min": round(statistics.median(train) / 60, 1) if train else "",
+            "method_train_min": (round(statistics.median(method_train) / 60, 1)
+                                 if method_train else ""),
+            "wall_min": round(statistics.mean(walls) / 60, 1) if walls else ""})
     return rows
 
 
@@ -300,7 +367,7 @@ def main() -> None:
     if not args.table_only:
         for labels in args.labels.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                for preset in args.presets.split(","):
+                for preset in with_stages(args.presets.split(",")):
                     path = result_path(preset, labels, seed)
                     if os.path.exists(path):
                         with open(path) as f:
@@ -323,7 +390,8 @@ def main() -> None:
                  + ", ".join(stale) + ".")
         print(f"left out of the table (preset changed since): {', '.join(stale)}")
     # The whole grid, whatever this call ran: the table holds every result file.
-    missing = missing_cells(DEFAULT_PRESETS.split(","), list(FRACTION), [0, 1, 2])
+    missing = missing_cells(with_stages(DEFAULT_PRESETS.split(",")), list(FRACTION),
+                            [0, 1, 2], results)
     if missing:
         gaps += f" Not run yet: {missing}."
         print(f"not run yet: {missing}")
@@ -331,8 +399,8 @@ def main() -> None:
              "per-run files in results/label_efficiency/." + gaps)
     common.save("label_efficiency", rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
-                 "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "wall_min",
-                 "train_img_per_s"],
+                 "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "train_min",
+                 "method_train_min", "wall_min", "train_img_per_s"],
                 notes=notes)
     common.save("label_efficiency_targets", targets(rows),
                 ["target", "measured", "seeds", "met", "margin"],

@@ -8,7 +8,8 @@ from benchmarks import label_efficiency
 def _result(directory, preset, labels, seed, stages, **changes):
     """A result file as a run of today's preset writes it, with `changes` to its experiment."""
     rows = [{"method": name, "top1": top1, "top5": top1 + 0.05, "median_last3_top1": None,
-             "epochs": 5, "steps": 10, "blessed": True} for name, top1 in stages]
+             "epochs": 5, "steps": 10, "blessed": True, "train_s": 120.0,
+             "method_train_s": 120.0 * (i + 1)} for i, (name, top1) in enumerate(stages)]
     experiment = label_efficiency.expected_experiment(preset, labels, seed)
     (directory / f"{preset}-{labels}-seed{seed}.json").write_text(json.dumps(
         {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": 600.0,
@@ -28,9 +29,11 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
         {"preset": "retired", "labels": "1pct", "seed": 0, "experiment": {}}))
     results, stale = label_efficiency.current_results()
     assert stale == ["retired-1pct-seed0", "supervised-1pct-seed1"]
+    # A stage trained inside another method's run fills its cell (supervised 1 % seed 0); a
+    # left-out (stale) result is named as such, not as missing.
     assert label_efficiency.missing_cells(["supervised", "pseudo_labels"], ["1pct", "10pct"],
-                                          [0, 1, 2, 3]) == (
-        "seed 0: supervised-1pct; seed 1: pseudo_labels-1pct, pseudo_labels-10pct; "
+                                          [0, 1, 2, 3], results) == (
+        "seed 1: pseudo_labels-1pct, pseudo_labels-10pct; "
         "seed 2: supervised-1pct, pseudo_labels-1pct, pseudo_labels-10pct; seed 3: all 4")
     rows = {(r["method"], r["labels"]): r for r in label_efficiency.table(results)}
     supervised = rows[("supervised", "10pct")]
@@ -39,8 +42,55 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     # A multi-stage run also reports the stage it trained on the way.
     assert rows[("supervised", "1pct")]["top1_median"] == "60.00"
     assert rows[("pseudo_labels", "1pct")]["wall_min"] == 10.0
+    # A stage's wall time is its own run's: none where only another method's run holds it.
+    assert rows[("supervised", "1pct")]["wall_min"] == ""
+    # Fit time: the network's own, and the method's over all the networks it trained.
+    assert (rows[("pseudo_labels", "1pct")]["train_min"],
+            rows[("pseudo_labels", "1pct")]["method_train_min"]) == (2.0, 4.0)
     label_efficiency.plot(list(rows.values()), str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dependencies_run_first_and_once():
+    assert label_efficiency.with_stages(["moam_step_3", "supervised", "pseudo_labels"]) == [
+        "moam_step_1", "moam_step_2", "moam_step_3", "supervised", "pseudo_labels"]
+    assert label_efficiency.with_stages(["pseudo_labels", "supervised"]) == [
+        "supervised", "pseudo_labels"]
+    # Every cell of one (labels, seed) shares one pipeline root, so earlier stages are cached.
+    args = label_efficiency.runner_args("moam_step_2", "1pct", 2, "")
+    assert args[args.index("--output_dir") + 1] == label_efficiency.run_dir("1pct", 2)
+    assert args[args.index("--pipeline_name") + 1] == "le-1pct-2"
+
+
+def test_refresh_rederives_rows_from_either_run_layout(tmp_path, monkeypatch):
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    monkeypatch.setattr(label_efficiency, "RESULTS", str(results))
+    _result(results, "pseudo_labels", "10pct", 0, [("supervised", 0.8), ("pseudo_labels", 0.9)])
+    _result(results, "vat", "1pct", 1, [("vat", 0.7)])
+    logdirs = {}
+    for name, seconds in (("supervised", 60.0), ("pseudo_labels", 180.0), ("vat", 30.0)):
+        logdirs[name] = tmp_path / "logs" / name
+        logdirs[name].mkdir(parents=True)
+        (logdirs[name] / "experiment.json").write_text(json.dumps(
+            {"train_seconds": seconds, "final_step": 10, "eval_history": {"val_top1": [0.5]}}))
+
+    def summary(*names):
+        return json.dumps({"stages": {n: {"top1": 0.5, "top5": 0.9, "blessed": True,
+                                          "tensorboard_logdir": str(logdirs[n])}
+                                      for n in names}})
+
+    (runs / "10pct-seed0").mkdir(parents=True)  # a shared root keeps one copy per preset
+    (runs / "10pct-seed0" / "summary-pseudo_labels.json").write_text(
+        summary("supervised", "pseudo_labels"))
+    (runs / "vat-1pct-seed1").mkdir()  # the older one-root-per-cell layout
+    (runs / "vat-1pct-seed1" / "summary.json").write_text(summary("vat"))
+    label_efficiency.refresh(str(runs))
+    pseudo = json.loads((results / "pseudo_labels-10pct-seed0.json").read_text())["stages"]
+    assert [(r["train_s"], r["method_train_s"]) for r in pseudo] == [(60.0, 60.0),
+                                                                      (180.0, 240.0)]
+    vat = json.loads((results / "vat-1pct-seed1.json").read_text())["stages"]
+    assert (vat[0]["top1"], vat[0]["method_train_s"]) == (0.5, 30.0)
 
 
 def test_targets_say_by_how_much_they_are_met_or_missed():
