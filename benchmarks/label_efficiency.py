@@ -10,6 +10,8 @@ has, its old result stays out of the table (the notes name it).
 Every method of one (labels, seed) runs in one pipeline root, the stages a method builds on
 first (pseudo_labels after supervised; moam_step_1, _2, _3 in turn): a stage an earlier run
 trained comes from the TFX cache, so each run trains one network and fits the 20 minutes.
+One sitting at a time per (labels, seed): a second one stops with an error naming the root
+(other labels or seeds can run beside it).
 Multi-stage presets also report the stages they build on; `method_train_min` adds up the fit
 time of every network a method trained, whichever run trained it.
 
@@ -26,6 +28,7 @@ over the Trainer's fit time). Rotation models also report the rotation-averaged 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -59,7 +62,7 @@ def _stage_row(stage: dict, name: str) -> dict:
            "rot_avg_top1": record.get("final_eval", {}).get("rot_avg_top1"),
            "epochs": exp.get("schedule_epochs", [None])[-1],
            "steps": record.get("final_step"), "blessed": stage.get("blessed"),
-           "train_s": record.get("train_seconds")}
+           "train_s": record.get("train_seconds"), "experiment": exp}
     if record.get("train_seconds") and exp:
         from modules.trainer import experiment
 
@@ -84,15 +87,21 @@ def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str
     return args + (["--data_path", data_path] if data_path else [])
 
 
-def expected_experiment(preset: str, labels: str, seed: int) -> dict:
-    """The final stage's experiment that a run of the cell would use now."""
+def expected_experiments(preset: str, labels: str, seed: int) -> dict[str, dict]:
+    """Every stage's experiment that a run of the cell would use now, by stage name."""
     import beam_runner
     from pipeline import presets
 
     if preset not in presets.PRESETS:  # checked here: argparse would exit instead
         raise ValueError(f"unknown preset {preset!r}")
     args = beam_runner.build_parser().parse_args(runner_args(preset, labels, seed, ""))
-    return beam_runner.make_experiments(args, num_classes=10)[-1].to_dict()
+    return {exp.name: json.loads(json.dumps(exp.to_dict()))
+            for exp in beam_runner.make_experiments(args, num_classes=10)}
+
+
+def expected_experiment(preset: str, labels: str, seed: int) -> dict:
+    """The final stage's experiment that a run of the cell would use now."""
+    return list(expected_experiments(preset, labels, seed).values())[-1]
 
 
 # Fields that do not change the trained model, and fields that only some methods read.
@@ -101,17 +110,30 @@ _EVAL_ONLY = {"eval_every_epochs", "eval_rotation_average", "eval_batch_size",
 _METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "triplet_")}
 
 
-def stale_fields(result: dict) -> list[str]:
-    """Fields of the recorded run's experiment that the preset now sets differently (a field
-    the record lacks counts, unless the method does not read it)."""
-    now = json.loads(json.dumps(expected_experiment(
-        result["preset"], result["labels"], result["seed"])))
-    then = result.get("experiment", {})
+def _changed(now: dict, then: dict, ignore: set[str]) -> list[str]:
     unused = tuple(prefix for method, prefixes in _METHOD_FIELDS.items()
                    if method not in now["losses"] for prefix in prefixes)
     return sorted(k for k in set(now) | set(then)
-                  if now.get(k) != then.get(k) and k not in _EVAL_ONLY
+                  if now.get(k) != then.get(k) and k not in _EVAL_ONLY | ignore
                   and not k.startswith(unused))
+
+
+def stale_fields(result: dict) -> list[str]:
+    """Fields of the recorded run's experiment that the preset now sets differently (a field
+    the record lacks counts, unless the method does not read it), then those of the stages it
+    builds on, as "stage.field" (a changed MOAM step 1 makes steps 2 and 3 stale too)."""
+    now = expected_experiments(result["preset"], result["labels"], result["seed"])
+    changed = _changed(list(now.values())[-1], result.get("experiment", {}), set())
+    for row in result.get("stages", [])[:-1]:
+        if not row.get("experiment"):  # results written before stages recorded theirs
+            continue
+        if row["method"] not in now:
+            changed.append(f"{row['method']} (no longer a stage)")
+            continue
+        # The Trainer's record holds the labelled count read from the data, the preset 0.
+        changed += [f"{row['method']}.{k}" for k in _changed(
+            now[row["method"]], row["experiment"], {"num_labelled_examples"})]
+    return changed
 
 
 def _summary_copy(preset: str, labels: str, seed: int) -> str:
@@ -122,7 +144,9 @@ def _summary_copy(preset: str, labels: str, seed: int) -> str:
 
 def _trained_before(stage: dict, start: float) -> bool:
     """Whether the stage's network came from the TFX cache (trained by an earlier run)."""
-    path = os.path.join(stage.get("tensorboard_logdir") or "", "experiment.json")
+    if not stage.get("tensorboard_logdir"):
+        return False
+    path = os.path.join(stage["tensorboard_logdir"], "experiment.json")
     return os.path.exists(path) and os.path.getmtime(path) < start
 
 
@@ -141,9 +165,18 @@ def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     args = runner_args(preset, labels, seed, data_path)
     out = args[args.index("--output_dir") + 1]
     command = [sys.executable, os.path.join(REPO, "beam_runner.py"), *args]
-    start = time.time()
-    subprocess.run(command, check=True, cwd=REPO)
-    wall = time.time() - start
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, ".lock"), "w") as lock:
+        # The cells of one (labels, seed) share a metadata store and summary.json: one at a time.
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"{out} is in use by another label_efficiency run of {labels} seed {seed}; "
+                "wait for it, or run other labels or seeds meanwhile") from None
+        start = time.time()
+        subprocess.run(command, check=True, cwd=REPO)
+        wall = time.time() - start
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     shutil.copy(os.path.join(out, "summary.json"), _summary_copy(preset, labels, seed))
@@ -166,30 +199,45 @@ def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     return result
 
 
-def refresh(runs_dir: str = RUNS_DIR) -> None:
+def _summary_of(result: dict) -> str | None:
+    """The summary of the run that wrote `result`: the per-preset copy in its output
+    directory, or the summary.json of an older one-root-per-cell run; None where gone."""
+    command = result.get("command", "").split()
+    if "--output_dir" not in command:
+        return None
+    out = command[command.index("--output_dir") + 1]
+    copy = os.path.join(out, f"summary-{result['preset']}.json")
+    if os.path.exists(copy):
+        return copy
+    # A shared root's summary.json belongs to whichever cell ran last: only an old
+    # one-root-per-cell directory's is this result's.
+    cell = f"{result['preset']}-{result['labels']}-seed{result['seed']}"
+    old = os.path.join(out, "summary.json")
+    return old if os.path.basename(os.path.normpath(out)) == cell and os.path.exists(old) else None
+
+
+def refresh() -> None:
     """Re-derives the stage rows of every result file from its run's records (after the
     reported fields change); results whose run's summary is gone are left as they are."""
     if not os.path.isdir(RESULTS):
         return
-    for name in sorted(os.listdir(RESULTS)):
+    for name in sorted(n for n in os.listdir(RESULTS) if n.endswith(".json")):
         path = os.path.join(RESULTS, name)
         with open(path) as f:
             result = json.load(f)
-        preset, labels, seed = result["preset"], result["labels"], result["seed"]
-        candidates = (  # this layout's copy, then the one-root-per-cell layout before it
-            os.path.join(runs_dir, f"{labels}-seed{seed}", f"summary-{preset}.json"),
-            os.path.join(runs_dir, f"{preset}-{labels}-seed{seed}", "summary.json"))
-        summary_path = next((p for p in candidates if os.path.exists(p)), None)
+        summary_path = _summary_of(result)
         if summary_path is None:
             continue
         with open(summary_path) as f:
             summary = json.load(f)
         cached = {row["method"]: row.get("from_cache", False) for row in result["stages"]}
-        stages = summary.get("stages") or {preset: summary}
+        stages = summary.get("stages") or {result["preset"]: summary}
         result["stages"] = _with_method_train_time(
-            [dict(_stage_row(stage, stage_name), preset=preset, labels=labels, seed=seed,
+            [dict(_stage_row(stage, stage_name), preset=result["preset"],
+                  labels=result["labels"], seed=result["seed"],
                   from_cache=cached.get(stage_name, False))
              for stage_name, stage in stages.items()])
+        result["top1"], result["top5"] = result["stages"][-1]["top1"], result["stages"][-1]["top5"]
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
 
@@ -259,8 +307,8 @@ def table(results: list[dict]) -> list[dict]:
         for row in result["stages"]:
             runs = own if row["method"] == result["preset"] else nested
             runs.setdefault((row["method"], result["labels"], result["seed"]),
-                            dict(row, wall_time_s=result["wall_time_s"] if runs is own
-                                 else None))
+                            dict(row, wall_time_s=result["wall_time_s"]
+                                 if runs is own and not row.get("from_cache") else None))
     cells: dict[tuple[str, str], list[dict]] = {}
     for (method, labels, _), row in sorted({**nested, **own}.items()):
         cells.setdefault((method, labels), []).append(row)

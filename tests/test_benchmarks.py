@@ -1,15 +1,20 @@
 """The label-efficiency table: aggregation over seeds and the plot, from result files."""
 
+import fcntl
 import json
+
+import pytest
 
 from benchmarks import label_efficiency
 
 
-def _result(directory, preset, labels, seed, stages, **changes):
-    """A result file as a run of today's preset writes it, with `changes` to its experiment."""
+def _result(directory, preset, labels, seed, stages, cached=(), **changes):
+    """A result file as a run of today's preset writes it, with `changes` to its experiment
+    and the stages named in `cached` taken from the TFX cache."""
     rows = [{"method": name, "top1": top1, "top5": top1 + 0.05, "median_last3_top1": None,
              "epochs": 5, "steps": 10, "blessed": True, "train_s": 120.0,
-             "method_train_s": 120.0 * (i + 1)} for i, (name, top1) in enumerate(stages)]
+             "method_train_s": 120.0 * (i + 1), "from_cache": name in cached}
+            for i, (name, top1) in enumerate(stages)]
     experiment = label_efficiency.expected_experiment(preset, labels, seed)
     (directory / f"{preset}-{labels}-seed{seed}.json").write_text(json.dumps(
         {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": 600.0,
@@ -21,6 +26,8 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     for seed, top1 in enumerate((0.80, 0.84, 0.82)):
         _result(tmp_path, "supervised", "10pct", seed, [("supervised", top1)])
     _result(tmp_path, "pseudo_labels", "1pct", 0, [("supervised", 0.6), ("pseudo_labels", 0.7)])
+    # A re-run that the TFX cache served whole: its few seconds are not the method's wall time.
+    _result(tmp_path, "vat", "1pct", 2, [("vat", 0.75)], cached=("vat",))
     # The labeller stage of a 10 % pseudo-label run repeats a seed the supervised runs have.
     _result(tmp_path, "pseudo_labels", "10pct", 0, [("supervised", 0.5), ("pseudo_labels", 0.9)])
     # A run of a preset that has changed since, or no longer exists, stays out of the table.
@@ -44,6 +51,8 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     assert rows[("pseudo_labels", "1pct")]["wall_min"] == 10.0
     # A stage's wall time is its own run's: none where only another method's run holds it.
     assert rows[("supervised", "1pct")]["wall_min"] == ""
+    assert (rows[("vat", "1pct")]["top1_median"], rows[("vat", "1pct")]["wall_min"]) == (
+        "75.00", "")
     # Fit time: the network's own, and the method's over all the networks it trained.
     assert (rows[("pseudo_labels", "1pct")]["train_min"],
             rows[("pseudo_labels", "1pct")]["method_train_min"]) == (2.0, 4.0)
@@ -62,12 +71,32 @@ def test_dependencies_run_first_and_once():
     assert args[args.index("--pipeline_name") + 1] == "le-1pct-2"
 
 
-def test_refresh_rederives_rows_from_either_run_layout(tmp_path, monkeypatch):
+def test_a_second_sitting_on_the_same_root_stops_before_running(tmp_path, monkeypatch):
+    monkeypatch.setattr(label_efficiency, "RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr(label_efficiency.subprocess, "run", lambda *a, **k: pytest.fail(
+        "the pipeline ran while another sitting held its root"))
+    root = tmp_path / "10pct-seed1"
+    root.mkdir()
+    with open(root / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="10pct-seed1 is in use"):
+            label_efficiency.run_one("vat", "10pct", 1, "")
+
+
+def test_refresh_rederives_rows_from_the_run_that_wrote_them(tmp_path, monkeypatch):
     results, runs = tmp_path / "results", tmp_path / "runs"
     results.mkdir()
     monkeypatch.setattr(label_efficiency, "RESULTS", str(results))
-    _result(results, "pseudo_labels", "10pct", 0, [("supervised", 0.8), ("pseudo_labels", 0.9)])
-    _result(results, "vat", "1pct", 1, [("vat", 0.7)])
+    cells = {("pseudo_labels", "10pct", 0): runs / "10pct-seed0",  # a shared root
+             ("vat", "1pct", 1): runs / "vat-1pct-seed1",  # the older root per cell
+             ("supervised", "1pct", 0): runs / "1pct-seed0"}  # shared, its copy gone
+    for (preset, labels, seed), out in cells.items():
+        _result(results, preset, labels, seed, [("supervised", 0.8), (preset, 0.9)]
+                if preset == "pseudo_labels" else [(preset, 0.7)])
+        path = results / f"{preset}-{labels}-seed{seed}.json"
+        path.write_text(json.dumps(dict(json.loads(path.read_text()),
+                                        command=f"beam_runner.py --output_dir {out}")))
+        out.mkdir(parents=True)
     logdirs = {}
     for name, seconds in (("supervised", 60.0), ("pseudo_labels", 180.0), ("vat", 30.0)):
         logdirs[name] = tmp_path / "logs" / name
@@ -80,17 +109,21 @@ def test_refresh_rederives_rows_from_either_run_layout(tmp_path, monkeypatch):
                                           "tensorboard_logdir": str(logdirs[n])}
                                       for n in names}})
 
-    (runs / "10pct-seed0").mkdir(parents=True)  # a shared root keeps one copy per preset
     (runs / "10pct-seed0" / "summary-pseudo_labels.json").write_text(
         summary("supervised", "pseudo_labels"))
-    (runs / "vat-1pct-seed1").mkdir()  # the older one-root-per-cell layout
     (runs / "vat-1pct-seed1" / "summary.json").write_text(summary("vat"))
-    label_efficiency.refresh(str(runs))
+    # A shared root's summary.json is whichever cell ran last: not the supervised result's.
+    (runs / "1pct-seed0" / "summary.json").write_text(summary("vat"))
+    label_efficiency.refresh()
     pseudo = json.loads((results / "pseudo_labels-10pct-seed0.json").read_text())["stages"]
     assert [(r["train_s"], r["method_train_s"]) for r in pseudo] == [(60.0, 60.0),
                                                                       (180.0, 240.0)]
-    vat = json.loads((results / "vat-1pct-seed1.json").read_text())["stages"]
-    assert (vat[0]["top1"], vat[0]["method_train_s"]) == (0.5, 30.0)
+    vat = json.loads((results / "vat-1pct-seed1.json").read_text())
+    assert (vat["top1"], vat["stages"][0]["top1"], vat["stages"][0]["method_train_s"]) == (
+        0.5, 0.5, 30.0)
+    supervised = json.loads((results / "supervised-1pct-seed0.json").read_text())
+    assert (supervised["stages"][0]["method"], supervised["stages"][0]["top1"]) == (
+        "supervised", 0.7)
 
 
 def test_targets_say_by_how_much_they_are_met_or_missed():
@@ -155,6 +188,27 @@ def test_a_result_is_stale_once_its_preset_trains_differently():
     old_vat = result("vat")
     del old_vat["experiment"]["vat_exact_eps"]
     assert label_efficiency.stale_fields(old_vat) == ["vat_exact_eps"]
+
+
+def test_a_change_to_a_stage_it_builds_on_makes_a_result_stale():
+    stages = label_efficiency.expected_experiments("moam_step_3", "1pct", 0)
+    assert list(stages) == ["moam_step_1", "moam_step_2", "moam_step_3"]
+
+    def result(step_1_changes):
+        rows = [{"method": name, "experiment": dict(exp, num_labelled_examples=600)}
+                for name, exp in stages.items()]
+        rows[0]["experiment"].update(step_1_changes)
+        return {"preset": "moam_step_3", "labels": "1pct", "seed": 0,
+                "experiment": stages["moam_step_3"], "stages": rows}
+
+    # The labelled count the Trainer read from the data is not a preset change.
+    assert label_efficiency.stale_fields(result({})) == []
+    assert label_efficiency.stale_fields(result({"lr": 1.0})) == ["moam_step_1.lr"]
+    # Results written before stages recorded their experiments are judged by the final one.
+    legacy = result({"lr": 1.0})
+    for row in legacy["stages"]:
+        del row["experiment"]
+    assert label_efficiency.stale_fields(legacy) == []
 
 
 def test_run_summaries_reads_a_finished_run_and_names_a_missing_one(tmp_path, capsys):
