@@ -23,6 +23,7 @@ Reported per run: the final model's TFMA top-1/top-5 (never a best-ever value), 
 of the last three in-training evaluations where the preset evaluates during training, wall
 time and training images per second (network images, `experiment.images_per_labelled_image`,
 over the Trainer's fit time). Rotation models also report the rotation-averaged top-1.
+The `machines` column says which CPU ran which seed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -307,7 +309,9 @@ def table(results: list[dict]) -> list[dict]:
         for row in result["stages"]:
             runs = own if row["method"] == result["preset"] else nested
             runs.setdefault((row["method"], result["labels"], result["seed"]),
-                            dict(row, wall_time_s=result["wall_time_s"]
+                            dict(row, seed=result["seed"],
+                                 machine=_short_cpu(result.get("machine", {}).get("cpu", "")),
+                                 wall_time_s=result["wall_time_s"]
                                  if runs is own and not row.get("from_cache") else None))
     cells: dict[tuple[str, str], list[dict]] = {}
     for (method, labels, _), row in sorted({**nested, **own}.items()):
@@ -335,8 +339,24 @@ def table(results: list[dict]) -> list[dict]:
             "train_min": round(statistics.median(train) / 60, 1) if train else "",
             "method_train_min": (round(statistics.median(method_train) / 60, 1)
                                  if method_train else ""),
-            "wall_min": round(statistics.mean(walls) / 60, 1) if walls else ""})
+            "wall_min": round(statistics.mean(walls) / 60, 1) if walls else "",
+            "machines": _machines(runs)})
     return rows
+
+
+def _short_cpu(cpu: str) -> str:
+    """"Intel(R) Xeon(R) Processor" -> "Intel Xeon"; "" where the result has no machine."""
+    cpu = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b|@.*", " ", cpu)
+    return " ".join(cpu.split())
+
+
+def _machines(runs: list[dict]) -> str:
+    """Which CPU ran which seeds ("AMD EPYC: 0; Intel Xeon: 1, 2"): the time columns pool
+    the seeds, so where two machines of different speed ran them, they mix both."""
+    seeds: dict[str, list[int]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        seeds.setdefault(run["machine"] or "unknown", []).append(run["seed"])
+    return "; ".join(f"{cpu}: {', '.join(map(str, s))}" for cpu, s in seeds.items())
 
 
 def targets(rows: list[dict]) -> list[dict]:
@@ -448,7 +468,7 @@ def main() -> None:
     common.save("label_efficiency", rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
                  "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "train_min",
-                 "method_train_min", "wall_min", "train_img_per_s"],
+                 "method_train_min", "wall_min", "train_img_per_s", "machines"],
                 notes=notes)
     common.save("label_efficiency_targets", targets(rows),
                 ["target", "measured", "seeds", "met", "margin"],

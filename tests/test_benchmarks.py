@@ -8,9 +8,9 @@ import pytest
 from benchmarks import label_efficiency
 
 
-def _result(directory, preset, labels, seed, stages, cached=(), **changes):
-    """A result file as a run of today's preset writes it, with `changes` to its experiment
-    and the stages named in `cached` taken from the TFX cache."""
+def _result(directory, preset, labels, seed, stages, cached=(), cpu="AMD EPYC", **changes):
+    """A result file as a run of today's preset writes it on `cpu`, with `changes` to its
+    experiment and the stages named in `cached` taken from the TFX cache."""
     rows = [{"method": name, "top1": top1, "top5": top1 + 0.05, "median_last3_top1": None,
              "epochs": 5, "steps": 10, "blessed": True, "train_s": 120.0,
              "method_train_s": 120.0 * (i + 1), "from_cache": name in cached}
@@ -18,13 +18,14 @@ def _result(directory, preset, labels, seed, stages, cached=(), **changes):
     experiment = label_efficiency.expected_experiment(preset, labels, seed)
     (directory / f"{preset}-{labels}-seed{seed}.json").write_text(json.dumps(
         {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": 600.0,
-         "stages": rows, "experiment": {**experiment, **changes}}))
+         "stages": rows, "experiment": {**experiment, **changes}, "machine": {"cpu": cpu}}))
 
 
 def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(label_efficiency, "RESULTS", str(tmp_path))
     for seed, top1 in enumerate((0.80, 0.84, 0.82)):
-        _result(tmp_path, "supervised", "10pct", seed, [("supervised", top1)])
+        _result(tmp_path, "supervised", "10pct", seed, [("supervised", top1)],
+                cpu="AMD EPYC" if seed == 1 else "Intel(R) Xeon(R) Processor")
     _result(tmp_path, "pseudo_labels", "1pct", 0, [("supervised", 0.6), ("pseudo_labels", 0.7)])
     # A re-run that the TFX cache served whole: its few seconds are not the method's wall time.
     _result(tmp_path, "vat", "1pct", 2, [("vat", 0.75)], cached=("vat",))
@@ -46,6 +47,8 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     supervised = rows[("supervised", "10pct")]
     assert (supervised["seeds"], supervised["top1_median"], supervised["top1_mean"],
             supervised["top1_spread"]) == (3, "82.00", "82.00", "4.00")
+    # The time columns pool seeds that ran on different machines: the table says which.
+    assert supervised["machines"] == "Intel Xeon: 0, 2; AMD EPYC: 1"
     # A multi-stage run also reports the stage it trained on the way.
     assert rows[("supervised", "1pct")]["top1_median"] == "60.00"
     assert rows[("pseudo_labels", "1pct")]["wall_min"] == 10.0
