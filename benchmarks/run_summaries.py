@@ -7,8 +7,10 @@ The label-efficiency table only holds presets as they are. Runs with overrides
       runs/exp_nocrop runs/exp_rotation_nocrop
 
 Each row: the run's final TFMA top-1/top-5, rotation-averaged top-1 where recorded, labelled
-epochs, crop setting, wall time and the command that produced it. Written to
-results/<name>.json and .md.
+epochs, crop setting, wall time, the CPU that ran it and the command that produced it. Written
+to results/<name>.json and .md. Run directories live on the machine that trained them, so
+`--append` grows a table over sittings: it keeps the rows already in results/<name>.json
+(a run of the same name is replaced) and adds the new ones.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path.insert(0, REPO)
 from benchmarks import common  # noqa: E402
 
 COLUMNS = ["run", "model", "labelled", "epochs", "inception_crop", "top1", "top5",
-           "rot_avg_top1", "wall_min", "command"]
+           "rot_avg_top1", "wall_min", "machine", "command"]
 
 
 def row(run_dir: str) -> dict:
@@ -56,14 +58,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="run_summaries",
                         help="Results file name under benchmarks/results/.")
     parser.add_argument("--notes", default="")
+    parser.add_argument("--append", action="store_true",
+                        help="Keep the rows already in results/<name>.json; add these runs.")
     args = parser.parse_args(argv)
     try:
-        rows = [row(d) for d in args.run_dirs]
+        cpu = common.machine()["cpu"]
+        rows = [dict(row(d), machine=cpu) for d in args.run_dirs]
+        notes = args.notes
+        if args.append:
+            kept, earlier_notes = earlier_rows(args.name, {r["run"] for r in rows})
+            rows = kept + rows
+            notes = " ".join(n for n in (earlier_notes, notes) if n)
     except (OSError, ValueError) as e:
         print(f"run_summaries: error: {e}", file=sys.stderr)
         return 2
-    common.save(args.name, rows, COLUMNS, notes=args.notes)
+    common.save(args.name, rows, COLUMNS, notes=notes)
     return 0
+
+
+def earlier_rows(name: str, replaced: set[str]) -> tuple[list[dict], str]:
+    """The rows of results/<name>.json not named in REPLACED (each with the CPU that ran it:
+    the file's machine where the row predates the column), and the file's notes."""
+    path = os.path.join(common.RESULTS_DIR, f"{name}.json")
+    if not os.path.exists(path):
+        return [], ""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        cpu = record["machine"]["cpu"]
+        rows = [dict(r, machine=r.get("machine") or cpu) for r in record["rows"]
+                if r["run"] not in replaced]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: cannot append to it ({e!r}); not a run_summaries file") from e
+    return rows, record.get("notes", "")
 
 
 if __name__ == "__main__":

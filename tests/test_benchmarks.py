@@ -230,3 +230,52 @@ def test_run_summaries_reads_a_finished_run_and_names_a_missing_one(tmp_path, ca
         "wall_min": 17.2, "command": "beam_runner.py"}
     assert run_summaries.main([str(tmp_path / "absent")]) == 2
     assert "absent/summary.json: no summary.json" in capsys.readouterr().err
+
+
+def _finished_run(path, top1: float) -> None:
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps(
+        {"model": "s4l_rotation", "splits": {"labelled": 600}, "top1": top1, "top5": 0.98,
+         "wall_time_s": 600.0, "command": f"beam_runner.py --output_dir {path}",
+         "experiment": {"schedule_epochs": [1, 200], "inception_crop": False}}))
+
+
+def test_run_summaries_append_keeps_earlier_rows_and_replaces_a_rerun(tmp_path, monkeypatch):
+    from benchmarks import common, run_summaries
+
+    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setattr(common, "machine", lambda: {"cpu": "Earlier CPU"})
+    _finished_run(tmp_path / "old", 0.70)
+    _finished_run(tmp_path / "rerun", 0.71)
+    assert run_summaries.main([str(tmp_path / "old"), str(tmp_path / "rerun"),
+                               "--name", "abl", "--notes", "first sitting."]) == 0
+
+    monkeypatch.setattr(common, "machine", lambda: {"cpu": "Later CPU"})
+    (tmp_path / "rerun" / "summary.json").unlink()
+    _finished_run(tmp_path / "later" / "rerun", 0.75)
+    _finished_run(tmp_path / "new", 0.80)
+    assert run_summaries.main([str(tmp_path / "later" / "rerun"), str(tmp_path / "new"),
+                               "--name", "abl", "--append", "--notes", "second."]) == 0
+    record = json.loads((tmp_path / "results" / "abl.json").read_text())
+    assert [(r["run"], r["top1"], r["machine"]) for r in record["rows"]] == [
+        ("old", "70.00", "Earlier CPU"), ("rerun", "75.00", "Later CPU"),
+        ("new", "80.00", "Later CPU")]
+    assert record["notes"] == "first sitting. second."
+
+    # Without --append the file holds only the runs named.
+    assert run_summaries.main([str(tmp_path / "new"), "--name", "abl"]) == 0
+    record = json.loads((tmp_path / "results" / "abl.json").read_text())
+    assert [r["run"] for r in record["rows"]] == ["new"]
+
+
+def test_run_summaries_append_names_a_file_it_cannot_read(tmp_path, monkeypatch, capsys):
+    from benchmarks import common, run_summaries
+
+    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setattr(common, "machine", lambda: {"cpu": "CPU"})
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "abl.json").write_text("{not json")
+    _finished_run(tmp_path / "new", 0.80)
+    assert run_summaries.main([str(tmp_path / "new"), "--name", "abl", "--append"]) == 2
+    assert "abl.json: cannot append to it" in capsys.readouterr().err
+    assert (tmp_path / "results" / "abl.json").read_text() == "{not json"  # left as it was
