@@ -47,10 +47,11 @@ class S4LModel(keras.Model):
         self.top5 = keras.metrics.SparseTopKCategoricalAccuracy(5, "top5")
         # Rotation models: also the accuracy of class logits averaged over the 4 rotations of
         # each eval image (the original's `rot_avg`, spec section 6); top1/top5 = upright.
-        self.rot_avg = exp.eval_rotation_average and "rotation" in exp.losses
         self.rot_avg_top1 = keras.metrics.SparseCategoricalAccuracy("rot_avg_top1")
         self.rot_avg_top5 = keras.metrics.SparseTopKCategoricalAccuracy(5, "rot_avg_top5")
-        self.eval_only_metrics = [self.rot_avg_top1, self.rot_avg_top5] if self.rot_avg else []
+        self.rot_avg = False
+        self.eval_only_metrics: list[keras.metrics.Metric] = []
+        self.set_rotation_average(True)
 
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
         pre_logits = self._pre_logits(images, training)
@@ -75,7 +76,7 @@ class S4LModel(keras.Model):
         if on != self.rot_avg:
             self.rot_avg = on
             self.eval_only_metrics = [self.rot_avg_top1, self.rot_avg_top5] if on else []
-            self.test_function = None
+            self.test_function = None  # Keras retraces `evaluate` with the new metrics.
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
