@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -34,6 +35,21 @@ def machine() -> dict:
     return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "memory_gb": memory_gb,
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "hostname": platform.node()}
+
+
+def short_cpu(cpu: str) -> str:
+    """"Intel(R) Xeon(R) Processor" -> "Intel Xeon"; "" where the result has no machine."""
+    cpu = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b|@.*", " ", cpu)
+    return " ".join(cpu.split())
+
+
+def cpu_label(machine_record: dict) -> str:
+    """Short CPU name and its widest vector ISA ("AMD EPYC, AVX-512"): machines of one kind
+    share a name and differ in ISA, which sets the training speed."""
+    isa = machine_record.get("isa", [])
+    widest = ("AMX" if "amx_tile" in isa else "AVX-512" if "avx512f" in isa
+              else "AVX2" if "avx2" in isa else "")
+    return ", ".join(p for p in (short_cpu(machine_record.get("cpu", "")), widest) if p)
 
 
 def git_revision() -> str:

@@ -32,7 +32,6 @@ import argparse
 import fcntl
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -310,7 +309,7 @@ def table(results: list[dict]) -> list[dict]:
             runs = own if row["method"] == result["preset"] else nested
             runs.setdefault((row["method"], result["labels"], result["seed"]),
                             dict(row, seed=result["seed"],
-                                 machine=_short_cpu(result.get("machine", {}).get("cpu", "")),
+                                 machine=common.short_cpu(result.get("machine", {}).get("cpu", "")),
                                  wall_time_s=result["wall_time_s"]
                                  if runs is own and not row.get("from_cache") else None))
     cells: dict[tuple[str, str], list[dict]] = {}
@@ -342,12 +341,6 @@ def table(results: list[dict]) -> list[dict]:
             "wall_min": round(statistics.mean(walls) / 60, 1) if walls else "",
             "machines": _machines(runs)})
     return rows
-
-
-def _short_cpu(cpu: str) -> str:
-    """"Intel(R) Xeon(R) Processor" -> "Intel Xeon"; "" where the result has no machine."""
-    cpu = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b|@.*", " ", cpu)
-    return " ".join(cpu.split())
 
 
 def _machines(runs: list[dict]) -> str:

@@ -7,10 +7,10 @@ The label-efficiency table only holds presets as they are. Runs with overrides
       runs/exp_nocrop runs/exp_rotation_nocrop
 
 Each row: the run's final TFMA top-1/top-5, rotation-averaged top-1 where recorded, labelled
-epochs, crop setting, wall time, the CPU that ran it and the command that produced it. Written
-to results/<name>.json and .md. Run directories live on the machine that trained them, so
-`--append` grows a table over sittings: it keeps the rows already in results/<name>.json
-(a run of the same name is replaced) and adds the new ones.
+epochs, crop setting, wall time, the CPU that ran it (name and widest ISA) and the command
+that produced it. Written to results/<name>.json and .md. Run directories live on the machine
+that trained them, so `--append` grows a table over sittings: it keeps the rows already in
+results/<name>.json (a run of the same name is replaced) and adds the new ones.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Keep the rows already in results/<name>.json; add these runs.")
     args = parser.parse_args(argv)
     try:
-        cpu = common.machine()["cpu"]
+        cpu = common.cpu_label(common.machine())
         rows = [dict(row(d), machine=cpu) for d in args.run_dirs]
         notes = args.notes
         if args.append:
@@ -85,7 +85,7 @@ def earlier_rows(name: str, replaced: set[str]) -> tuple[list[dict], str]:
     try:
         with open(path) as f:
             record = json.load(f)
-        cpu = record["machine"]["cpu"]
+        cpu = common.cpu_label(record["machine"])
         rows = [dict(r, machine=r.get("machine") or cpu) for r in record["rows"]
                 if r["run"] not in replaced]
     except (json.JSONDecodeError, KeyError, TypeError) as e:

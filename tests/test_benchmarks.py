@@ -244,13 +244,14 @@ def test_run_summaries_append_keeps_earlier_rows_and_replaces_a_rerun(tmp_path, 
     from benchmarks import common, run_summaries
 
     monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setattr(common, "machine", lambda: {"cpu": "Earlier CPU"})
+    monkeypatch.setattr(common, "machine", lambda: {"cpu": "Earlier EPYC", "isa": ["avx2"]})
     _finished_run(tmp_path / "old", 0.70)
     _finished_run(tmp_path / "rerun", 0.71)
     assert run_summaries.main([str(tmp_path / "old"), str(tmp_path / "rerun"),
                                "--name", "abl", "--notes", "first sitting."]) == 0
 
-    monkeypatch.setattr(common, "machine", lambda: {"cpu": "Later CPU"})
+    monkeypatch.setattr(common, "machine",
+                        lambda: {"cpu": "Later Xeon", "isa": ["avx2", "avx512f"]})
     (tmp_path / "rerun" / "summary.json").unlink()
     _finished_run(tmp_path / "later" / "rerun", 0.75)
     _finished_run(tmp_path / "new", 0.80)
@@ -258,8 +259,8 @@ def test_run_summaries_append_keeps_earlier_rows_and_replaces_a_rerun(tmp_path, 
                                "--name", "abl", "--append", "--notes", "second."]) == 0
     record = json.loads((tmp_path / "results" / "abl.json").read_text())
     assert [(r["run"], r["top1"], r["machine"]) for r in record["rows"]] == [
-        ("old", "70.00", "Earlier CPU"), ("rerun", "75.00", "Later CPU"),
-        ("new", "80.00", "Later CPU")]
+        ("old", "70.00", "Earlier EPYC, AVX2"), ("rerun", "75.00", "Later Xeon, AVX-512"),
+        ("new", "80.00", "Later Xeon, AVX-512")]
     assert record["notes"] == "first sitting. second."
 
     # Without --append the file holds only the runs named.
@@ -279,3 +280,14 @@ def test_run_summaries_append_names_a_file_it_cannot_read(tmp_path, monkeypatch,
     assert run_summaries.main([str(tmp_path / "new"), "--name", "abl", "--append"]) == 2
     assert "abl.json: cannot append to it" in capsys.readouterr().err
     assert (tmp_path / "results" / "abl.json").read_text() == "{not json"  # left as it was
+
+
+def test_cpu_label_names_the_widest_isa():
+    from benchmarks import common
+
+    assert common.cpu_label({"cpu": "AMD EPYC", "isa": ["avx2", "fma"]}) == "AMD EPYC, AVX2"
+    assert common.cpu_label({"cpu": "AMD EPYC", "isa": ["avx2", "avx512f"]}) == \
+        "AMD EPYC, AVX-512"
+    assert common.cpu_label({"cpu": "Intel(R) Xeon(R) Processor",
+                             "isa": ["avx512f", "amx_tile"]}) == "Intel Xeon, AMX"
+    assert common.cpu_label({}) == ""
