@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv with Python 3.10, installs this package with the pinned TFX 1.16 set
-# (constraints.txt), Debian's dataset-fashion-mnist and Debian's chromium (the headless
-# browser tests/pipeline/test_report.py opens the run report with). Idempotent: a second run
-# checks and returns in seconds.
+# (constraints.txt), Debian's dataset-fashion-mnist and Debian's chromium. Idempotent: a
+# second run checks and returns in seconds.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,19 +18,27 @@ if [ -z "$PY310" ]; then
   exit 1
 fi
 
+# Debian packages: dataset-fashion-mnist (the default data) and chromium (the headless browser
+# tests/pipeline/test_report.py opens the run report with). One `apt-get update`, no
+# recommended packages (chromium's recommends pull in systemd and ~130 others), a wait for
+# another apt's lock, and no prompts (DEBIAN_FRONTEND survives sudo through `env`).
 FMNIST_DIR=/usr/share/datasets/fashion-mnist
-if [ ! -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ]; then
-  echo "setup.sh: installing Debian package dataset-fashion-mnist"
+APT_PACKAGES=()
+[ -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] || APT_PACKAGES+=(dataset-fashion-mnist)
+command -v chromium >/dev/null 2>&1 || APT_PACKAGES+=(chromium)
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
+  echo "setup.sh: installing Debian packages: ${APT_PACKAGES[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
+  APT=($SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -qq)
+  "${APT[@]}" update
+  "${APT[@]}" install --no-install-recommends "${APT_PACKAGES[@]}"
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "setup.sh: installing Debian package chromium (headless browser for the report test)"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+# A .venv made by another Python (an older checkout, a different interpreter) is rebuilt.
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c \
+    'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then
+  echo "setup.sh: .venv is not Python 3.10; rebuilding it"
+  rm -rf .venv
 fi
 
 STAMP=.venv/.s4l-installed

@@ -17,8 +17,9 @@ from modules import features
 from pipeline import imported_examples, presets
 from pipeline.components.example_gen import build, sources
 
-pytestmark = pytest.mark.skipif(not os.path.isfile(fake_imagenet.TEN_PERCENT),
-                                reason="needs ../shared/data/imagenet_subsets")
+pytestmark = [pytest.mark.skipif(not os.path.isfile(fake_imagenet.TEN_PERCENT),
+                                 reason="needs ../shared/data/imagenet_subsets"),
+              pytest.mark.xdist_group("imagenet_e2e")]
 
 # What a CPU test changes of the ImageNet presets; everything else must be the preset's.
 CPU_SETTINGS = ["--batch_size", "2", "--eval_batch_size", "4", "--train_epochs", "1",

@@ -1,4 +1,5 @@
-"""A Trainer killed with SIGKILL mid-training resumes from its last checkpoint."""
+"""A Trainer killed with SIGKILL mid-training resumes from its last backup, repeating no epoch
+that the backup holds."""
 
 import glob
 import json
@@ -9,7 +10,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+import tensorflow as tf
+
 from conftest import REPO, write_image_folder
+
+pytestmark = pytest.mark.xdist_group("interruptions")
 
 
 def _argv(images, out):
@@ -17,6 +23,14 @@ def _argv(images, out):
             "--data_path", images, "--dataset", "synthetic", "--labelled_fraction", "0.5",
             "--batch_size", "4", "--train_epochs", "40", "--output_dir", out,
             "--min_top1", "0.0"]
+
+
+def _epochs_in_backup(backup_dir: str) -> int:
+    """Epochs completed when Keras' BackupAndRestore last wrote `backup_dir` (it stores the
+    0-based index of the last finished epoch)."""
+    reader = tf.train.load_checkpoint(backup_dir)
+    (key,) = (k for k in reader.get_variable_to_shape_map() if "ckpt_saved_epoch" in k)
+    return int(reader.get_tensor(key)) + 1
 
 
 def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
@@ -33,11 +47,13 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert first.returncode == -signal.SIGKILL
+    backed_up = _epochs_in_backup(os.path.dirname(glob.glob(pattern)[0]))
+    assert 1 <= backed_up < 40
 
     second = subprocess.run(_argv(images, out), capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     epochs = [int(e) for e in re.findall(r"^Epoch (\d+)/40$", second.stdout, re.MULTILINE)]
-    assert epochs and epochs[0] > 1, "the re-run started again from epoch 1"
+    assert epochs and epochs[0] == backed_up + 1, (backed_up, epochs[:3])
     assert epochs[-1] == 40
     run_dirs = glob.glob(os.path.join(out, "tfx", "Trainer.supervised", "model_run", "*"))
     finished = []

@@ -17,6 +17,8 @@ from conftest import write_image_folder
 from modules import features
 
 PRESETS = "supervised,s4l_rotation,s4l_exemplar,vat,vat_entmin,pseudo_labels,moam_step_3"
+pytestmark = pytest.mark.xdist_group("methods_e2e")
+
 STAGES = ("supervised", "s4l_rotation", "s4l_exemplar", "vat", "vat_entmin", "pseudo_labels",
           "moam_step_1", "moam_step_2", "moam_step_3")
 
@@ -56,6 +58,11 @@ def test_each_method_logged_its_terms(methods_run):
         record = _record(summary, name)
         assert record["experiment"]["name"] == name
         assert record["final_step"] > 0
+        # Every loss term of the method was computed and logged, finite, each epoch.
+        terms = {f"{term}_loss" for term in record["experiment"]["losses"]}
+        history = record["train_history"]
+        assert terms | {"total_loss"} <= set(history), (name, sorted(history))
+        assert all(np.all(np.isfinite(history[t])) and history[t] for t in terms), name
     exemplar = _record(summary, "s4l_exemplar")["experiment"]
     assert exemplar["exemplar_identity"] == "source_image"
     assert _record(summary, "moam_step_1")["exported_weights"] == "polyak_average"

@@ -65,10 +65,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                          resume_dir(fn_args, exp), strategy, init_weights)
     train_seconds = time.time() - start
     final_step = int(model.optimizer.iterations)
-    # Evaluations during training (eval_every_epochs), for "median of the last few" reports.
-    history = {k: [float(v) for v in values]
-               for k, values in getattr(model.history, "history", {}).items()
+    # Per epoch: the training losses and metrics, and the evaluations during training
+    # (eval_every_epochs) for "median of the last few" reports.
+    logged = getattr(model.history, "history", {})
+    history = {k: [float(v) for v in values] for k, values in logged.items()
                if k.startswith("val_")}
+    train_history = {k: [float(v) for v in values] for k, values in logged.items()
+                     if not k.startswith("val_")}
     # Polyak-averaged experiments evaluate and export the averages (the original exported the
     # raw weights, S4L_SPEC section 10.1 item 4).
     exported = "polyak_average" if model.polyak is not None else "final"
@@ -83,5 +86,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "experiment.json"), "w") as f:
         f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final,
                             "final_step": final_step, "exported_weights": exported,
-                            "eval_history": history,
+                            "eval_history": history, "train_history": train_history,
                             "train_seconds": round(train_seconds, 1)}, indent=1))

@@ -42,7 +42,6 @@ def test_resnet50v2_ff4_matches_spec():
     assert round(_trainable(head) / 1e6, 2) == 2.05
 
 
-@pytest.mark.slow
 def test_resnet50v2_ff16_matches_spec():
     backbone = model_resnet_v2.build_backbone("resnet50v2", 16)
     count = _trainable(backbone)

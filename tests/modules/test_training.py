@@ -58,9 +58,11 @@ def test_fit_runs_the_scheduled_steps(tmp_path):
 
 
 def test_default_and_mirrored_strategies():
-    assert training.make_strategy(SYNTHETIC).num_replicas_in_sync >= 1
+    default = training.make_strategy(SYNTHETIC)
+    assert default is tf.distribute.get_strategy() and default.num_replicas_in_sync == 1
     mirrored = training.make_strategy(SYNTHETIC.replace(strategy="mirrored"))
     assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+    assert mirrored.num_replicas_in_sync == 1  # this machine's one CPU device
 
 
 def test_batch_must_divide_across_replicas(monkeypatch):

@@ -19,6 +19,8 @@ import pytest
 import beam_runner
 from pipeline.components.example_gen import sources
 
+pytestmark = pytest.mark.xdist_group("beam_modes")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN_IMAGES = 1200  # The first 1,200 training and 200 test images.
 TIMEOUT_S = 600
