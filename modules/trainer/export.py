@@ -63,7 +63,8 @@ def save_serving_model(model: S4LModel, serving_model_dir: str,
     # Requests need only the image: no label, file name or other metadata.
     raw_spec = {features.IMAGE_KEY: tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
+                 autograph=False)
     def serve(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         transformed = servable.tft_layer(tf.io.parse_example(serialized, raw_spec))
         logits = model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False)["classes"]
@@ -80,7 +81,7 @@ def _hub_module(model: S4LModel, output: str, signature_key: str
     module = _variables_holder(model)
     images_spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="image")
 
-    @tf.function
+    @tf.function(autograph=False)
     def call(images: tf.Tensor, training: bool = False) -> tf.Tensor:
         return model(images, training=training)[output]
 
@@ -89,9 +90,10 @@ def _hub_module(model: S4LModel, output: str, signature_key: str
     module.__call__ = call
     # The weight-decay penalty (half L2 on kernels), for fine-tuning with the module.
     module.regularization_losses = [tf.function(lambda: tf.add_n(model.losses),
-                                                input_signature=[])] if model.losses else []
+                                                input_signature=[], autograph=False)
+                                    ] if model.losses else []
     signature = tf.function(lambda images: {signature_key: call(images, False)},
-                            input_signature=[images_spec])
+                            input_signature=[images_spec], autograph=False)
     return module, signature.get_concrete_function()
 
 

@@ -83,6 +83,10 @@ class S4LModel(keras.Model):
         return [*self.loss_trackers.values(), self.total_tracker, self.top1, self.top5,
                 *self.diagnostic_trackers.values(), *self.eval_only_metrics]
 
+    # No AutoGraph below the steps: their control flow is plain Python (methods, loss terms,
+    # rotation averaging are fixed when tracing), and converting tf-keras' own layer code,
+    # which AutoGraph does not skip as it skips TensorFlow's, made up most of every trace.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, batch: dict) -> dict[str, tf.Tensor]:
         batch = methods.prepare(batch, self.exp)
         seed = tf.stack([tf.constant(self.exp.seed, tf.int64),
@@ -109,6 +113,7 @@ class S4LModel(keras.Model):
         logs["lr"] = self.lr_schedule(self.optimizer.iterations)
         return logs
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
         images, labels = data
         logits = self(images, training=False)["classes"]
