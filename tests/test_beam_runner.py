@@ -15,6 +15,15 @@ import beam_runner
     (["--set", "batch_size"], "FIELD=VALUE"),
     (["--label_map", "/no/such/map"], "does not exist"),
     (["--batch_size", "0"], "batch_size=0 must be >= 1"),
+    (["--min_top1", "50"], r"--min_top1 50.0 must be a fraction in \[0, 1\]"),
+    (["--max_top1_drop", "nan"], r"--max_top1_drop nan must be a fraction"),
+    (["--train_epochs", "inf"], "--train_epochs inf must be a finite number > 0"),
+    (["--train_epochs", "0"], "--train_epochs 0.0 must be a finite number > 0"),
+    (["--set", "schedule_epochs=1,inf"], "schedule_epochs=.* must be finite"),
+    (["--set", "lr=nan"], "lr=nan must be finite"),
+    (["--set", "name=../x"], "name='../x' must be letters"),
+    (["--num_shards", "0"], "--num_shards 0 must be >= 1"),
+    (["--exclude_labelled", "--labelled_fraction", "1.0"], "leaves no unlabelled images"),
 ])
 def test_bad_settings_fail_before_any_work(image_folder, tmp_path, capsys, extra, message):
     out = tmp_path / "out"
