@@ -260,7 +260,19 @@ def make_data_config(args: argparse.Namespace, source, num_classes: int):
         label_map_path=os.path.abspath(args.label_map) if args.label_map else "",
         seed=args.seed, exclude_labelled=args.exclude_labelled, num_shards=args.num_shards,
         num_classes=num_classes, label_offset=args.label_offset,
-        fingerprint=source.fingerprint())
+        fingerprint=_fingerprint(source, args.label_map))
+
+
+def _fingerprint(source, label_map: str) -> str:
+    """The source's fingerprint, and the label map's contents: ExampleGen's parameters hold
+    only the map's path, so an edit in place must change the cache key too."""
+    fingerprint = source.fingerprint()
+    if label_map:
+        import hashlib
+
+        with open(label_map, "rb") as f:
+            fingerprint += ":" + hashlib.sha256(f.read()).hexdigest()[:16]
+    return fingerprint
 
 
 def check_flags(args: argparse.Namespace) -> None:

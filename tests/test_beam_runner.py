@@ -97,3 +97,15 @@ def test_batch_that_does_not_divide_across_replicas(image_folder, tmp_path, caps
     assert code == 2
     assert "batch_size=16 does not divide across 3 replicas" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_label_map_contents_are_in_the_cache_key(image_folder, tmp_path):
+    """ExampleGen's parameters carry the map's path; an edit in place must still re-run it."""
+    label_map = tmp_path / "map.json"
+    label_map.write_text('{"values": ["train_0_0.png"]}')
+    args = beam_runner.build_parser().parse_args(
+        ["--source", "image_folder", "--data_path", image_folder, "--label_map", str(label_map)])
+    source = beam_runner.make_source(args)
+    first = beam_runner.make_data_config(args, source, 4).fingerprint
+    label_map.write_text('{"values": ["train_1_0.png"]}')  # same size, same path
+    assert beam_runner.make_data_config(args, source, 4).fingerprint != first

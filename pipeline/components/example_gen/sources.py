@@ -65,11 +65,12 @@ class DataSource:
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        """Sizes and mtimes of the source files: changes when the data changes."""
+        """Size, inode and nanosecond mtime of every source file: changes when the data
+        changes, also for a file replaced within the same second at the same size."""
         parts = []
         for path in sorted(self._files()):
             st = os.stat(path)
-            parts.append(f"{path}:{st.st_size}:{int(st.st_mtime)}")
+            parts.append(f"{path}:{st.st_size}:{st.st_ino}:{st.st_mtime_ns}")
         return str(abs(hash_text("\n".join(parts))))
 
     def _files(self) -> list[str]:
