@@ -53,6 +53,7 @@ def test_image_folder_layout_errors(tmp_path):
     with pytest.raises(sources.SourceError, match="does not exist"):
         sources.ImageFolderSource(str(tmp_path / "nope"))
     (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "train" / "a" / "x.png")
     with pytest.raises(sources.SourceError, match="no 'test' sub-folder"):
         sources.ImageFolderSource(str(tmp_path))
     (tmp_path / "test" / "b").mkdir(parents=True)

@@ -37,6 +37,8 @@ def to_example(record: RawRecord, num_classes: int, class_names: list[str]) -> t
     Raises:
       RecordError: the label is missing or out of range, or the image does not decode.
     """
+    if record.error:
+        raise RecordError(f"{record.origin} ({record.filename}): {record.error}")
     if record.label is None:
         raise RecordError(f"{record.origin} ({record.filename}): missing label")
     if not 0 <= record.label < num_classes:
