@@ -19,6 +19,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -259,7 +260,35 @@ def make_data_config(args: argparse.Namespace, source, num_classes: int):
         label_map_path=os.path.abspath(args.label_map) if args.label_map else "",
         seed=args.seed, exclude_labelled=args.exclude_labelled, num_shards=args.num_shards,
         num_classes=num_classes, label_offset=args.label_offset,
-        fingerprint=source.fingerprint())
+        fingerprint=_fingerprint(source, args.label_map))
+
+
+def _fingerprint(source, label_map: str) -> str:
+    """The source's fingerprint, and the label map's contents: ExampleGen's parameters hold
+    only the map's path, so an edit in place must change the cache key too."""
+    fingerprint = source.fingerprint()
+    if label_map:
+        import hashlib
+
+        with open(label_map, "rb") as f:
+            fingerprint += ":" + hashlib.sha256(f.read()).hexdigest()[:16]
+    return fingerprint
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Raises CliError for flag values that no run can use."""
+    for flag in ("min_top1", "max_top1_drop"):
+        value = getattr(args, flag)
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise CliError(f"--{flag} {value} must be a fraction in [0, 1] (0.5 means 50 %)")
+    if args.train_epochs is not None and not (math.isfinite(args.train_epochs)
+                                              and args.train_epochs > 0):
+        raise CliError(f"--train_epochs {args.train_epochs} must be a finite number > 0")
+    if args.num_shards < 1:
+        raise CliError(f"--num_shards {args.num_shards} must be >= 1")
+    if args.exclude_labelled and not args.label_map and args.labelled_fraction >= 1.0:
+        raise CliError("--exclude_labelled with --labelled_fraction 1.0 leaves no unlabelled "
+                       "images: lower the fraction or drop --exclude_labelled")
 
 
 def prepare(args: argparse.Namespace) -> tuple[list, DataConfig]:
@@ -271,6 +300,7 @@ def prepare(args: argparse.Namespace) -> tuple[list, DataConfig]:
     from modules.trainer import training
     from pipeline import pipeline as pipeline_lib
 
+    check_flags(args)
     source = make_source(args)
     num_classes = len(source.class_names())
     experiments = make_experiments(args, num_classes, source)

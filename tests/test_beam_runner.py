@@ -15,6 +15,15 @@ import beam_runner
     (["--set", "batch_size"], "FIELD=VALUE"),
     (["--label_map", "/no/such/map"], "does not exist"),
     (["--batch_size", "0"], "batch_size=0 must be >= 1"),
+    (["--min_top1", "50"], r"--min_top1 50.0 must be a fraction in \[0, 1\]"),
+    (["--max_top1_drop", "nan"], r"--max_top1_drop nan must be a fraction"),
+    (["--train_epochs", "inf"], "--train_epochs inf must be a finite number > 0"),
+    (["--train_epochs", "0"], "--train_epochs 0.0 must be a finite number > 0"),
+    (["--set", "schedule_epochs=1,inf"], "schedule_epochs=.* must be finite"),
+    (["--set", "lr=nan"], "lr=nan must be finite"),
+    (["--set", "name=../x"], "name='../x' must be letters"),
+    (["--num_shards", "0"], "--num_shards 0 must be >= 1"),
+    (["--exclude_labelled", "--labelled_fraction", "1.0"], "leaves no unlabelled images"),
 ])
 def test_bad_settings_fail_before_any_work(image_folder, tmp_path, capsys, extra, message):
     out = tmp_path / "out"
@@ -88,3 +97,15 @@ def test_batch_that_does_not_divide_across_replicas(image_folder, tmp_path, caps
     assert code == 2
     assert "batch_size=16 does not divide across 3 replicas" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_label_map_contents_are_in_the_cache_key(image_folder, tmp_path):
+    """ExampleGen's parameters carry the map's path; an edit in place must still re-run it."""
+    label_map = tmp_path / "map.json"
+    label_map.write_text('{"values": ["train_0_0.png"]}')
+    args = beam_runner.build_parser().parse_args(
+        ["--source", "image_folder", "--data_path", image_folder, "--label_map", str(label_map)])
+    source = beam_runner.make_source(args)
+    first = beam_runner.make_data_config(args, source, 4).fingerprint
+    label_map.write_text('{"values": ["train_1_0.png"]}')  # same size, same path
+    assert beam_runner.make_data_config(args, source, 4).fingerprint != first

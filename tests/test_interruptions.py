@@ -55,6 +55,8 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
     epochs = [int(e) for e in re.findall(r"^Epoch (\d+)/40$", second.stdout, re.MULTILINE)]
     assert epochs and epochs[0] == backed_up + 1, (backed_up, epochs[:3])
     assert epochs[-1] == 40
+    # The finished run removed the backup it no longer needs.
+    assert not glob.glob(pattern)
     run_dirs = glob.glob(os.path.join(out, "tfx", "Trainer.supervised", "model_run", "*"))
     finished = []
     for run_dir in run_dirs:

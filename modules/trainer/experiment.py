@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 from typing import Any
 
@@ -157,6 +158,20 @@ class Experiment:
         def fail(field: str, why: str) -> None:
             raise ValueError(f"experiment {self.name!r}: {field}={getattr(self, field)!r} {why}")
 
+        # NaN and infinity pass every comparison below unnoticed (an infinite Polyak half-life
+        # would export the initial weights), so every number must be finite first.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            numbers = (value.values() if isinstance(value, dict)
+                       else value if isinstance(value, tuple) else [value])
+            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                fail(field.name, "must be finite")
+        # Stage names become folder and node names: no path separators or dot-names.
+        for field in ("name", "pseudo_labels_from", "init_from"):
+            value = getattr(self, field)
+            if (value or field == "name") and not _NAME.fullmatch(value):
+                fail(field, "must be letters, digits and '_' or '-' (it names folders)")
+
         if self.dataset not in DATASETS:
             fail("dataset", f"is not one of {DATASETS}")
         if self.architecture not in ARCHITECTURES:
@@ -202,6 +217,12 @@ class Experiment:
             fail("unsup_batch_mult", "must be >= 0")
         if not 0 <= self.bn_momentum < 1:
             fail("bn_momentum", "must be in [0, 1)")
+        if not 0 <= self.momentum < 1:
+            fail("momentum", "must be in [0, 1)")
+        if self.bn_epsilon <= 0:
+            fail("bn_epsilon", "must be > 0")
+        if not 0 < self.lr_decay_factor <= 1:
+            fail("lr_decay_factor", "must be in (0, 1]")
         if self.lr <= 0 or self.weight_decay < 0 or self.lr_scale_batch_size < 0:
             fail("lr", "must be > 0 (and weight_decay, lr_scale_batch_size >= 0)")
         schedule = self.schedule_epochs
@@ -212,6 +233,9 @@ class Experiment:
         if self.num_labelled_examples < 0:
             fail("num_labelled_examples", "must be >= 0 (0 = size of the labelled split)")
         return self
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def _parse(hint: Any, key: str, text: str) -> Any:

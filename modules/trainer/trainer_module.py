@@ -61,8 +61,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                              "but the Trainer got no base_model")
         init_weights = export.weights_prefix(fn_args.base_model)
     start = time.time()
-    model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir,
-                         resume_dir(fn_args, exp), strategy, init_weights)
+    backup_dir = resume_dir(fn_args, exp)
+    model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir, backup_dir, strategy,
+                         init_weights)
     train_seconds = time.time() - start
     final_step = int(model.optimizer.iterations)
     # Per epoch: the training losses and metrics, and the evaluations during training
@@ -88,3 +89,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                             "final_step": final_step, "exported_weights": exported,
                             "eval_history": history, "train_history": train_history,
                             "train_seconds": round(train_seconds, 1)}, indent=1))
+    # Everything is written: the backup that let a killed run resume is no longer needed.
+    if tf.io.gfile.exists(backup_dir):
+        tf.io.gfile.rmtree(backup_dir)

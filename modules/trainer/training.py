@@ -254,7 +254,10 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
                  exp.name, epochs, steps_per_epoch, exp.batch_size, exp.unsup_batch_size,
                  exp.base_lr)
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir),
+        # Kept when fit returns: a kill during the final evaluation or the export then
+        # resumes after the last epoch instead of from step 0. run_fn deletes it once the
+        # model and experiment.json are written.
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             os.path.join(log_dir, "checkpoints", "weights-{epoch:04d}"), save_weights_only=True,
             save_freq=steps_per_epoch * exp.checkpoint_every_epochs),

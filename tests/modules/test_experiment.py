@@ -69,3 +69,32 @@ def test_unknown_preset_and_dataset():
         presets.get("mean_teacher")
     with pytest.raises(ValueError, match="unknown dataset"):
         for_dataset("cifar")
+
+
+@pytest.mark.parametrize("field,text", [
+    ("lr", "nan"), ("lr", "inf"), ("weight_decay", "nan"), ("polyak_half_life_epochs", "inf"),
+    ("losses", "supervised:nan"), ("schedule_epochs", "1,inf"), ("vat_eps", "inf"),
+])
+def test_nan_and_infinite_values_are_refused(field, text):
+    with pytest.raises(ValueError, match=f"{field}=.* must be finite"):
+        Experiment().with_overrides({field: text}).validate()
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("momentum", 1.0, r"must be in \[0, 1\)"), ("momentum", -0.1, r"must be in \[0, 1\)"),
+    ("bn_epsilon", 0.0, "must be > 0"), ("lr_decay_factor", 0.0, r"must be in \(0, 1\]"),
+    ("lr_decay_factor", 2.0, r"must be in \(0, 1\]"),
+])
+def test_optimizer_and_batch_norm_settings_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=f"{field}={value}.* {message}"):
+        Experiment().replace(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("field,value", [
+    ("name", "../x"), ("name", "a/b"), ("name", ".hidden"), ("name", ""),
+    ("init_from", "../../etc"), ("pseudo_labels_from", "x y"),
+])
+def test_names_that_would_leave_their_folder_are_refused(field, value):
+    with pytest.raises(ValueError, match=f"{field}=.* names folders"):
+        Experiment().replace(**{field: value}).validate()
+    assert Experiment().replace(name="my-run_2").validate().name == "my-run_2"

@@ -1,5 +1,6 @@
 """The train step, the distribution strategy choice and a short fit."""
 
+import os
 import types
 
 import numpy as np
@@ -55,6 +56,22 @@ def test_fit_runs_the_scheduled_steps(tmp_path):
     assert int(model.optimizer.iterations) == 2 * 4  # 2 epochs x (64 // 16) steps
     assert (tmp_path / "logs" / "train").is_dir()
     assert (tmp_path / "logs" / "checkpoints" / "weights-0002.index").is_file()
+
+
+def test_backup_outlives_fit_so_a_kill_after_training_does_not_retrain(tmp_path):
+    """A run killed during the final evaluation or export resumes after its last epoch."""
+    exp = SYNTHETIC.replace(schedule_epochs=(0, 2), checkpoint_every_epochs=1)
+    strategy = tf.distribute.get_strategy()
+    backup = str(tmp_path / "backup")
+    first = training.fit(exp, _batches(exp).repeat(), None, str(tmp_path / "a"), backup,
+                         strategy)
+    assert tf.io.gfile.glob(os.path.join(backup, "*", "checkpoint"))
+    again = training.fit(exp, _batches(exp).repeat(), None, str(tmp_path / "b"), backup,
+                         strategy)
+    assert int(again.optimizer.iterations) == 2 * 4  # restored, not trained again
+    assert not again.history.history  # no epoch ran
+    for a, b in zip(first.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_default_and_mirrored_strategies():

@@ -127,3 +127,74 @@ def test_bad_tfrecords(tmp_path):
     assert any("record 3 (label_too_big.JPEG): label 3 outside" in e for e in errors)
     assert any("record 4 (no_label.JPEG): missing label" in e for e in errors)
     assert any("record 5" in e for e in errors)
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory):
+    """An image folder as real disks hold them: hidden and system folders, dot-files,
+    formats outside the usual extensions, and entries that are no readable file."""
+    root = tmp_path_factory.mktemp("messy")
+    for part in ("train", "test"):
+        for label in range(2):
+            folder = root / part / f"c{label}"
+            folder.mkdir(parents=True)
+            for i in range(3):
+                class_image(label, i).save(folder / f"ok_{part}_{label}_{i}.png")
+    train = root / "train"
+    for hidden in (".ipynb_checkpoints", "__MACOSX", "lost+found", ".trash"):
+        (train / hidden).mkdir()
+        class_image(0, 50).save(train / hidden / "stray.png")
+    (train / "c0" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "test" / "__MACOSX").mkdir()
+    class_image(1, 60).save(train / "c1" / "photo.webp", format="WEBP")
+    class_image(1, 61).save(train / "c1" / "scan.tiff", format="TIFF")
+    (train / "c0" / "notes.txt").write_text("not an image")
+    os.symlink(train / "c0" / "gone.png", train / "c0" / "broken_link.png")
+    (train / "c0" / "folder.jpg").mkdir()
+    os.mkfifo(train / "c0" / "pipe.png")
+    (train / "c0" / os.fsdecode(b"bad_\xff_name.png")).write_bytes(encode(class_image(0, 7),
+                                                                          "PNG"))
+    return root
+
+
+def test_messy_folder_ignores_hidden_entries_by_rule_and_rejects_the_rest_by_name(
+        messy_folder, tmp_path):
+    source = sources.ImageFolderSource(str(messy_folder))
+    assert source.class_names() == ["c0", "c1"]  # no hidden or system folder is a class
+    stats = build.build_splits(source, str(tmp_path / "out"),
+                               build.SplitOptions(labelled_fraction=1.0, num_shards=1))
+    ignored = stats["ignored_hidden"]["examples"]
+    assert stats["ignored_hidden"]["count"] == 6
+    assert {"train/.ipynb_checkpoints", "train/__MACOSX", "train/lost+found", "train/.trash",
+            "train/c0/.DS_Store", "test/__MACOSX"} == set(ignored)
+    # WebP and TIFF are images Pillow reads: converted, not skipped.
+    assert {"photo.webp", "scan.tiff"} <= set(_examples(tmp_path / "out", "unlabelled"))
+    errors = " | ".join(r["error"] for r in stats["rejected"]["records"])
+    for expected in ("notes.txt): not a decodable image", "broken_link.png): broken symbolic link",
+                     "folder.jpg): a folder, not an image file",
+                     "pipe.png): not a regular file (a FIFO)",
+                     "file name is not valid UTF-8"):
+        assert expected in errors, expected
+    assert stats["rejected"]["count"] == 5
+    assert stats["splits"]["unlabelled"]["count"] == 8 and stats["splits"]["eval"]["count"] == 6
+
+
+def test_unreadable_file_is_rejected_by_name(messy_folder, tmp_path, monkeypatch):
+    # The tests run as root, which reads any file: deny this one the way the OS would.
+    monkeypatch.setattr(sources.os, "access",
+                        lambda path, mode: not str(path).endswith("ok_train_1_2.png"))
+    stats = build.build_splits(sources.ImageFolderSource(str(messy_folder)),
+                               str(tmp_path / "out"),
+                               build.SplitOptions(labelled_fraction=1.0, num_shards=1))
+    errors = [r["error"] for r in stats["rejected"]["records"]]
+    assert any("ok_train_1_2.png): cannot be read (permission denied)" in e for e in errors)
+
+
+def test_empty_class_folder_is_an_error(tmp_path):
+    for part in ("train", "test"):
+        (tmp_path / part / "c0").mkdir(parents=True)
+        class_image(0, 1).save(tmp_path / part / "c0" / "a.png")
+    (tmp_path / "train" / "empty").mkdir()
+    (tmp_path / "train" / "empty" / ".DS_Store").write_bytes(b"x")
+    with pytest.raises(sources.SourceError, match=r"class folders without images: \['empty'\]"):
+        sources.ImageFolderSource(str(tmp_path))

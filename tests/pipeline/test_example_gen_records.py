@@ -1,6 +1,11 @@
 """Validation and canonical conversion of single records."""
 
 
+import io
+import struct
+import zlib
+
+import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
@@ -75,3 +80,56 @@ def test_huge_image_is_rejected(monkeypatch):
     monkeypatch.setattr(records, "MAX_PIXELS", 100)
     with pytest.raises(records.RecordError, match="exceeds 100 pixels"):
         _convert(encode(Image.new("RGB", (11, 10)), "PNG"))
+
+
+def _png_16_bit_rgb(values: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG (Pillow cannot write one): values uint16 [H, W, 3]."""
+    height, width, _ = values.shape
+    rows = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+# A full-range ramp, 0 .. 65535: scaled to 8 bits its mean is 127.5; clipped it is ~251.
+RAMP_16 = np.tile(np.linspace(0, 65535, 64).round().astype(np.uint16)[None, :], (8, 1))
+
+
+def test_16_bit_grayscale_png_is_scaled_not_clipped():
+    buffer = io.BytesIO()
+    Image.fromarray(RAMP_16, "I;16").save(buffer, format="PNG")
+    example = _convert(buffer.getvalue())
+    decoded = tf.io.decode_png(_feature(example, features.IMAGE_KEY), channels=3).numpy()
+    assert decoded.shape == (8, 64, 3)
+    assert decoded.mean() == pytest.approx(127.5, abs=1.0)
+    assert decoded.min() == 0 and decoded.max() == 255
+
+
+def test_16_bit_rgb_png_is_scaled_not_clipped():
+    example = _convert(_png_16_bit_rgb(np.stack([RAMP_16] * 3, axis=-1)))
+    decoded = tf.io.decode_image(_feature(example, features.IMAGE_KEY), channels=3).numpy()
+    assert decoded.dtype == np.uint8 and decoded.shape == (8, 64, 3)
+    assert decoded.mean() == pytest.approx(127.5, abs=1.0)
+
+
+def test_float_image_in_0_1_is_scaled():
+    values = np.tile(np.linspace(0, 1, 32, dtype=np.float32)[None, :], (8, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(values, "F").save(buffer, format="TIFF")
+    decoded = tf.io.decode_png(_feature(_convert(buffer.getvalue()), features.IMAGE_KEY)).numpy()
+    assert decoded.mean() == pytest.approx(127.5, abs=1.0)
+
+
+@pytest.mark.parametrize("size,message", [((200_000, 1), "has a side over 30000 pixels"),
+                                          ((2_000, 50), "has an aspect ratio over 20:1"),
+                                          ((60, 2), "has an aspect ratio over 20:1")])
+def test_extreme_shapes_are_rejected_with_the_limit(size, message):
+    with pytest.raises(records.RecordError, match=rf"f.png\): image of {size[0]}x{size[1]} "
+                                                  f"{message}"):
+        _convert(encode(Image.new("L", size), "PNG"))
+    assert _convert(encode(Image.new("L", (40, 2)), "PNG"))  # 20:1 is accepted

@@ -53,6 +53,7 @@ def test_image_folder_layout_errors(tmp_path):
     with pytest.raises(sources.SourceError, match="does not exist"):
         sources.ImageFolderSource(str(tmp_path / "nope"))
     (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "train" / "a" / "x.png")
     with pytest.raises(sources.SourceError, match="no 'test' sub-folder"):
         sources.ImageFolderSource(str(tmp_path))
     (tmp_path / "test" / "b").mkdir(parents=True)
@@ -94,3 +95,24 @@ def test_slim_tfrecords_t2t_names_and_missing_shards(tmp_path):
 def test_unknown_source():
     with pytest.raises(sources.SourceError, match="unknown data source"):
         sources.make_source("csv", "/tmp")
+
+
+def test_fingerprint_sees_a_file_replaced_in_the_same_second_at_the_same_size(tmp_path):
+    from conftest import write_image_folder
+
+    root = write_image_folder(str(tmp_path / "images"), classes=2, train_per_class=2,
+                              test_per_class=1)
+    source = sources.ImageFolderSource(root)
+    first = source.fingerprint()
+    path = os.path.join(root, "train", "class_0", "train_0_0.png")
+    stat = os.stat(path)
+    with open(path, "r+b") as f:  # same size, other bytes
+        data = bytearray(f.read())
+        data[-20] ^= 0xFF
+        f.seek(0)
+        f.write(bytes(data))
+    # The same whole second as before, a few nanoseconds later.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))
+    assert os.stat(path).st_size == stat.st_size
+    assert int(os.stat(path).st_mtime) == int(stat.st_mtime)
+    assert sources.ImageFolderSource(root).fingerprint() != first

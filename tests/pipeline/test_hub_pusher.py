@@ -294,3 +294,24 @@ def test_pipeline_has_a_hub_pusher_per_stage(tmp_path):
 def test_hub_destination_must_not_mix_with_serving_versions(tmp_path, hub_destination):
     with pytest.raises(ValueError, match="would mix with the serving models"):
         _pipeline(tmp_path, hub_destination=str(tmp_path / hub_destination))
+
+
+def test_model_card_markdown_escapes_user_strings(inputs, tmp_path):
+    """Class, stage and folder names are user data: rendered by a CommonMark renderer (as
+    a model hub shows the card), none becomes markup."""
+    from markdown_it import MarkdownIt  # CommonMark with raw HTML on, like most renderers
+
+    pushed = push(inputs, str(tmp_path / "hub"), str(tmp_path / "pushed"))
+    version_dir = pushed.get_string_custom_property("pushed_destination")
+    with open(os.path.join(version_dir, model_card.CARD_JSON)) as f:
+        card = json.load(f)
+    card["model_name"] = "<b>bold</b>"
+    card["data"]["class_names"] = ["<img src=x onerror=alert(1)>", "[a](javascript:alert(1))",
+                                   "*x*"]
+    card["source_model"] = "/m/`<script>alert(1)</script>"
+    card["evaluation"]["baseline_model"] = "/m/<iframe>"
+    page = MarkdownIt("commonmark").render(
+        model_card.render_markdown(card, "/hub/``` <script>x</script>"))
+    for tag in ("<b>", "<img", "<script", "<iframe", "<em>", 'href="javascript'):
+        assert tag not in page, tag
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "*x*" in page

@@ -205,6 +205,10 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
             features.EVAL_SPLIT: _describe([label for _, label in eval_refs], class_names),
         },
         "duplicate_filenames": {"count": len(duplicates), "examples": duplicates[:20]},
+        # Hidden files and folders (dot-names, __MACOSX, lost+found, ...): never classes or
+        # images, left out by rule and listed here.
+        "ignored_hidden": {"count": len(source.ignored_entries()),
+                           "examples": source.ignored_entries()[:20]},
         "rejected": {"count": sum(rejections.count.values()),
                      "by_part": dict(rejections.count),
                      "records": rejections.listed},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 import tensorflow as tf
 from PIL import Image
 
@@ -20,6 +21,10 @@ from pipeline.components.example_gen.sources import RawRecord
 _KEEP_FORMATS = {"JPEG": "JPEG", "PNG": "PNG"}
 _KEEP_MODES = {"L", "RGB"}
 MAX_PIXELS = 100_000_000  # Guards against decompression bombs; ~10k x 10k.
+MAX_SIDE = 30_000  # pixels, either side (a 200000x1 PNG is a few hundred bytes)
+MAX_ASPECT = 20.0  # longer side / shorter side
+# Pillow modes of more than 8 bits per value; convert("RGB") would clip them to 255.
+_HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
 
 class RecordError(ValueError):
@@ -32,6 +37,8 @@ def to_example(record: RawRecord, num_classes: int, class_names: list[str]) -> t
     Raises:
       RecordError: the label is missing or out of range, or the image does not decode.
     """
+    if record.error:
+        raise RecordError(f"{record.origin} ({record.filename}): {record.error}")
     if record.label is None:
         raise RecordError(f"{record.origin} ({record.filename}): missing label")
     if not 0 <= record.label < num_classes:
@@ -58,11 +65,7 @@ def _normalise_image(record: RawRecord) -> tuple[bytes, str, int, int]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(record.encoded))
             image_format = image.format
-            if image.width * image.height > MAX_PIXELS:
-                raise RecordError(
-                    f"{record.origin} ({record.filename}): image of {image.width}x{image.height}"
-                    f" exceeds {MAX_PIXELS} pixels"
-                )
+            _check_shape(record, image.width, image.height)
             image.load()  # Full decode: catches truncated files that open() accepts.
     except RecordError:
         raise
@@ -72,6 +75,8 @@ def _normalise_image(record: RawRecord) -> tuple[bytes, str, int, int]:
         ) from None
     if image_format in _KEEP_FORMATS and image.mode in _KEEP_MODES:
         return record.encoded, _KEEP_FORMATS[image_format], image.height, image.width
+    if image.mode in _HIGH_DEPTH_MODES:
+        image = _to_8_bit(image)
     if image.mode in ("RGBA", "LA", "P"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -79,6 +84,30 @@ def _normalise_image(record: RawRecord) -> tuple[bytes, str, int, int]:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG")
     return buffer.getvalue(), "PNG", image.height, image.width
+
+
+def _check_shape(record: RawRecord, width: int, height: int) -> None:
+    """Raises RecordError for images too large or too thin to be training images."""
+    where = f"{record.origin} ({record.filename}): image of {width}x{height}"
+    if width * height > MAX_PIXELS:
+        raise RecordError(f"{where} exceeds {MAX_PIXELS} pixels")
+    if max(width, height) > MAX_SIDE:
+        raise RecordError(f"{where} has a side over {MAX_SIDE} pixels")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise RecordError(f"{where} has an aspect ratio over {MAX_ASPECT:g}:1")
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float grayscale image as 8-bit "L", scaled, not clipped:
+    16-bit (and 32-bit integer images within 16 bits, as Pillow opens some 16-bit PNGs)
+    divide by 257 (65535 -> 255); floats in [0, 1] multiply by 255."""
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16") or (image.mode == "I" and top > 255):
+        values = values / 257.0
+    elif image.mode == "F" and top <= 1.0:
+        values = values * 255.0
+    return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
 
 
 def _bytes(value: bytes) -> tf.train.Feature:

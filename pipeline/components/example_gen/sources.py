@@ -17,6 +17,7 @@ import glob
 import gzip
 import io
 import os
+import stat
 import struct
 from collections.abc import Iterator
 
@@ -28,8 +29,16 @@ FASHION_MNIST_CLASSES = (
     "t-shirt_top", "trouser", "pullover", "dress", "coat",
     "sandal", "shirt", "sneaker", "bag", "ankle_boot",
 )
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 TRAIN, TEST = "train", "test"
+# Folders that operating systems, archivers and notebooks create next to the data: never
+# classes or images. Every name starting with "." is hidden too (.DS_Store, .ipynb_checkpoints).
+SYSTEM_NAMES = frozenset({"__MACOSX", "lost+found", "$RECYCLE.BIN", "System Volume Information",
+                          "Thumbs.db", "desktop.ini", "__pycache__"})
+
+
+def is_hidden(name: str) -> bool:
+    """True for entries an image folder ignores by rule (dot-names and SYSTEM_NAMES)."""
+    return name.startswith(".") or name in SYSTEM_NAMES
 
 
 class SourceError(ValueError):
@@ -45,12 +54,16 @@ class RawRecord:
       label: 0-based class id, or None where the source record has none.
       filename: Base name that identifies the image (label maps match on it).
       origin: Where the record came from, e.g. "train-00001-of-01024 record 17".
+      error: Why the source could not read it, or "".
     """
 
     encoded: bytes | None
     label: int | None
     filename: str
     origin: str
+    # Why the source could not read the record at all (then `encoded` is None), e.g. a
+    # broken symbolic link; validation rejects it with this reason.
+    error: str = ""
 
 
 class DataSource:
@@ -64,12 +77,17 @@ class DataSource:
     def records(self, part: str) -> Iterator[RawRecord]:
         raise NotImplementedError
 
+    def ignored_entries(self) -> list[str]:
+        """Entries left out by rule (hidden files and folders), for the split statistics."""
+        return []
+
     def fingerprint(self) -> str:
-        """Sizes and mtimes of the source files: changes when the data changes."""
+        """Size, inode and nanosecond mtime of every source file: changes when the data
+        changes, also for a file replaced within the same second at the same size."""
         parts = []
         for path in sorted(self._files()):
             st = os.stat(path)
-            parts.append(f"{path}:{st.st_size}:{int(st.st_mtime)}")
+            parts.append(f"{path}:{st.st_size}:{st.st_ino}:{st.st_mtime_ns}")
         return str(abs(hash_text("\n".join(parts))))
 
     def _files(self) -> list[str]:
@@ -176,40 +194,96 @@ class ImageFolderSource(DataSource):
                     f"image folder {root!r} has no {part!r} sub-folder; expected "
                     f"{root}/train/<class>/<image> and {root}/test/<class>/<image>"
                 )
-        self._classes = sorted(
-            d for d in os.listdir(os.path.join(root, TRAIN))
-            if os.path.isdir(os.path.join(root, TRAIN, d))
-        )
+        self._ignored: list[str] = []
+        self._classes = self._class_folders(TRAIN)
         if not self._classes:
             raise SourceError(f"{root}/train has no class sub-folders")
-        unknown = sorted(
-            set(d for d in os.listdir(os.path.join(root, TEST))
-                if os.path.isdir(os.path.join(root, TEST, d))) - set(self._classes)
-        )
+        empty = [c for c in self._classes
+                 if not any(not is_hidden(e) for e in os.listdir(os.path.join(root, TRAIN, c)))]
+        if empty:
+            raise SourceError(f"{root}/train has class folders without images: {empty[:10]}")
+        unknown = sorted(set(self._class_folders(TEST)) - set(self._classes))
         if unknown:
             raise SourceError(f"{root}/test has classes that train lacks: {unknown[:10]}")
+
+    def _class_folders(self, part: str) -> list[str]:
+        """The sorted class folders of `part`; hidden entries are ignored and remembered."""
+        classes = []
+        for name in sorted(os.listdir(os.path.join(self.root, part))):
+            if is_hidden(name):
+                self._ignore(os.path.join(part, name))
+            elif os.path.isdir(os.path.join(self.root, part, name)):
+                classes.append(name)
+        return classes
+
+    def _ignore(self, rel: str) -> None:
+        if rel not in self._ignored:
+            self._ignored.append(rel)
 
     def class_names(self) -> list[str]:
         return list(self._classes)
 
+    def ignored_entries(self) -> list[str]:
+        """Hidden files and folders left out by rule, relative to the root."""
+        return list(self._ignored)
+
     def _listing(self, part: str) -> Iterator[tuple[str, int]]:
+        """Every non-hidden entry of the class folders, image or not: what Pillow cannot
+        decode is rejected by name later, never skipped unseen."""
         for label, name in enumerate(self._classes):
             folder = os.path.join(self.root, part, name)
             if not os.path.isdir(folder):
                 continue
             for entry in sorted(os.listdir(folder)):
-                if entry.lower().endswith(IMAGE_EXTENSIONS):
+                if is_hidden(entry):
+                    self._ignore(os.path.join(part, name, entry))
+                else:
                     yield os.path.join(folder, entry), label
 
     def _files(self) -> list[str]:
-        return [path for part in (TRAIN, TEST) for path, _ in self._listing(part)]
+        return [path for part in (TRAIN, TEST) for path, _ in self._listing(part)
+                if os.path.isfile(path)]
 
     def records(self, part: str) -> Iterator[RawRecord]:
         for path, label in self._listing(part):
-            with open(path, "rb") as f:
-                encoded = f.read()
             rel = os.path.relpath(path, self.root)
-            yield RawRecord(encoded, label, os.path.basename(path), rel)
+            name = os.path.basename(path)
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                yield RawRecord(None, label, shown, repr(rel)[1:-1],
+                                "file name is not valid UTF-8")
+                continue
+            problem = _not_a_readable_file(path)
+            if problem:
+                yield RawRecord(None, label, name, rel, problem)
+                continue
+            try:
+                with open(path, "rb") as f:
+                    encoded = f.read()
+            except OSError as e:
+                yield RawRecord(None, label, name, rel, f"cannot be read ({e.strerror or e})")
+                continue
+            yield RawRecord(encoded, label, name, rel)
+
+
+def _not_a_readable_file(path: str) -> str:
+    """Why `path` is no regular file to read, or "". Never opens it (a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode  # follows symbolic links
+    except FileNotFoundError:
+        return "broken symbolic link" if os.path.islink(path) else "vanished while listed"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    if not stat.S_ISREG(mode):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        return f"not a regular file (a {kind})"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return ""
 
 
 # ---------------------------------------------------------------------------- slim TFRecords

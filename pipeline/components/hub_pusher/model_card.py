@@ -6,7 +6,9 @@ Every input but the model is optional: a fact whose source is missing is recorde
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from typing import Any
 
 CARD_JSON = "model_card.json"
@@ -108,10 +110,27 @@ def _pct(value: float | None) -> str:
     return "unknown" if value is None else f"{100 * value:.2f} %"
 
 
+# Characters that start Markdown markup (emphasis, links, code, tables, HTML entities are
+# already escaped by html.escape).
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+!|~]")
+
+
 def _value(value: Any) -> str:
+    """`value` as Markdown text: user-derived strings (class, stage and folder names) are
+    escaped, so a name like `<img onerror=...>` shows as text and never becomes markup."""
     if value is None or value == "":
         return "unknown"
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+    text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    return _MARKDOWN_SPECIAL.sub(r"\\\g<0>", html.escape(text, quote=False))
+
+
+def _code(value: Any) -> str:
+    """`value` as an inline code span (shown literally: CommonMark reads no markup or HTML
+    inside one), delimited by more backticks than any run in it."""
+    text = str(value)
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _shape(shape: list[int | None] | None) -> str:
@@ -127,11 +146,13 @@ def render_markdown(card: dict[str, Any], version_dir: str) -> str:
     size = inputs["image_size"]
     spatial = f"{size}, {size}" if size else "H, W"
     classes = data.get("class_names")
+    # The usage block's fence is longer than any backtick run in the path it quotes.
+    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", version_dir)), default=0))
     lines = [
-        f"# {card['model_name']}, version {card['version']}",
+        f"# {_value(card['model_name'])}, version {_value(card['version'])}",
         "",
-        f"S4L model `{_value(method['experiment'])}` published {card['published_at']} from "
-        f"`{card['source_model']}`.",
+        f"S4L model {_code(method['experiment'])} published {_value(card['published_at'])} "
+        f"from {_code(card['source_model'])}.",
         "",
         "## Modules",
         "",
@@ -148,7 +169,7 @@ def render_markdown(card: dict[str, Any], version_dir: str) -> str:
         "",
         "## Method",
         "",
-        f"* experiment: `{_value(method['experiment'])}`",
+        f"* experiment: {_code(method['experiment'])}",
         f"* losses (weights): {_value(method['losses'])}",
         f"* architecture: {_value(method['architecture'])} (filters factor "
         f"{_value(method['filters_factor'])}), precision {_value(method['precision'])}",
@@ -157,16 +178,16 @@ def render_markdown(card: dict[str, Any], version_dir: str) -> str:
         f"* exported weights: {_value(method['exported_weights'])}",
     ]
     if method["pseudo_labels_from"]:
-        lines.append(f"* trained on pseudo-labels from stage `{method['pseudo_labels_from']}`")
+        lines.append(f"* trained on pseudo-labels from stage {_code(method['pseudo_labels_from'])}")
     if method["init_from"]:
-        lines.append(f"* initialised from stage `{method['init_from']}`")
+        lines.append(f"* initialised from stage {_code(method['init_from'])}")
     lines += [
         "",
         "## Data",
         "",
         f"* dataset: {_value(data['dataset'])} (source {_value(data.get('source'))}), "
         f"{_value(data['num_classes'])} classes",
-        f"* class names: {', '.join(classes) if classes else 'unknown'}",
+        f"* class names: {', '.join(_value(c) for c in classes) if classes else 'unknown'}",
         f"* labelled: {_value(data.get('labelled_examples'))} of "
         f"{_value(data.get('train_examples'))} training images "
         f"(fraction {_value(data.get('labelled_fraction'))}, requested "
@@ -178,14 +199,14 @@ def render_markdown(card: dict[str, Any], version_dir: str) -> str:
         "",
         f"* top-1: {_pct(evaluation['top1'])}",
         f"* top-5: {_pct(evaluation['top5'])}",
-        f"* examples: {_value(evaluation['examples'])} (split `{evaluation['split']}`)",
-        f"* TFMA output: `{_value(evaluation['tfma_output'])}`",
+        f"* examples: {_value(evaluation['examples'])} (split {_code(evaluation['split'])})",
+        f"* TFMA output: {_code(evaluation['tfma_output'])}",
         f"* blessed against baseline: "
-        f"{_value(evaluation['baseline_model']) if evaluation['baseline_model'] else 'none'}",
+        f"{_code(evaluation['baseline_model']) if evaluation['baseline_model'] else 'none'}",
         "",
         "## Usage",
         "",
-        "```python",
+        f"{fence}python",
         "import os",
         "os.environ[\"TF_USE_LEGACY_KERAS\"] = \"1\"  # before TensorFlow is imported",
         "import tensorflow_hub as hub",
@@ -195,7 +216,7 @@ def render_markdown(card: dict[str, Any], version_dir: str) -> str:
         "logits = classifier(images)  # float32 [N, H, W, 3] in [-1, 1]",
         f"features = hub.KerasLayer(\"{version_dir}/feature_vector\", trainable=True)",
         "model = tf_keras.Sequential([features, tf_keras.layers.Dense(num_new_classes)])",
-        "```",
+        fence,
         "",
     ]
     return "\n".join(lines)
