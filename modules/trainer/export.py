@@ -73,25 +73,23 @@ def save_serving_model(model: S4LModel, serving_model_dir: str,
     tf.saved_model.save(servable, serving_model_dir, signatures={SERVING_SIGNATURE: serve})
 
 
-def _hub_module(model: S4LModel, output: str, signature_key: str
+def _hub_module(forward: tf.types.experimental.PolymorphicFunction, output: str,
+                signature_key: str, variables: tf.train.Checkpoint
                 ) -> tuple[tf.train.Checkpoint, tf.types.experimental.ConcreteFunction]:
     """A TF2 reusable SavedModel (what hub.KerasLayer loads): `__call__(images, training)`
-    returning `output`, `variables`, `trainable_variables` and `regularization_losses`; and
-    its `serving_default` signature (images -> {signature_key: output}), inference only."""
-    module = _variables_holder(model)
+    returning `forward`'s `output`, `variables`, `trainable_variables` and
+    `regularization_losses` (from `variables`); and its `serving_default` signature
+    (images -> {signature_key: output}), inference only."""
+    module = variables
     images_spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="image")
 
     @tf.function(autograph=False)
     def call(images: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return model(images, training=training)[output]
+        return forward(images, training)[output]
 
     for mode in (False, True):
         call.get_concrete_function(images_spec, mode)
     module.__call__ = call
-    # The weight-decay penalty (half L2 on kernels), for fine-tuning with the module.
-    module.regularization_losses = [tf.function(lambda: tf.add_n(model.losses),
-                                                input_signature=[], autograph=False)
-                                    ] if model.losses else []
     signature = tf.function(lambda images: {signature_key: call(images, False)},
                             input_signature=[images_spec], autograph=False)
     return module, signature.get_concrete_function()
@@ -99,10 +97,21 @@ def _hub_module(model: S4LModel, output: str, signature_key: str
 
 def save_hub_modules(model: S4LModel, directory: str) -> dict[str, str]:
     """Writes the classification and feature-vector modules; returns their paths."""
+    # One trace of the network per mode, shared by both modules.
+    @tf.function(autograph=False)
+    def forward(images: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
+        outputs = model(images, training=training)
+        return {"classes": outputs["classes"], "pre_logits": outputs["pre_logits"]}
+
     paths = {}
     for name, output, key in (("classification", "classes", "logits"),
                               ("feature_vector", "pre_logits", "pre_logits")):
         paths[name] = os.path.join(directory, name)
-        module, signature = _hub_module(model, output, key)
+        holder = _variables_holder(model)
+        # The weight-decay penalty (half L2 on kernels), for fine-tuning with the module.
+        holder.regularization_losses = [tf.function(lambda: tf.add_n(model.losses),
+                                                    input_signature=[], autograph=False)
+                                        ] if model.losses else []
+        module, signature = _hub_module(forward, output, key, holder)
         tf.saved_model.save(module, paths[name], signatures={SERVING_SIGNATURE: signature})
     return paths
