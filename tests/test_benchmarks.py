@@ -291,3 +291,19 @@ def test_cpu_label_names_the_widest_isa():
     assert common.cpu_label({"cpu": "Intel(R) Xeon(R) Processor",
                              "isa": ["avx512f", "amx_tile"]}) == "Intel Xeon, AMX"
     assert common.cpu_label({}) == ""
+
+
+def test_ci_time_reads_pytest_output():
+    from benchmarks import ci_time
+
+    output = "\n".join([
+        "============================= slowest 25 durations =============================",
+        "399.83s setup    tests/test_methods_e2e.py::test_every_stage@methods_e2e",
+        "159.41s call     tests/runners/test_direct_multiprocess.py::test_multi",
+        "0.20s call     tests/modules/test_a.py::test_b[1-2]",
+        "================== 364 passed, 1 warning in 642.02s (0:10:42) ==================",
+    ])
+    parsed = ci_time.parse_output(output)
+    assert parsed["counts"] == "364 passed, 1 warning" and parsed["test_s"] == 642.02
+    assert parsed["slowest"] == "test_every_stage 400 s; test_multi 159 s; test_b[1-2] 0 s"
+    assert ci_time.parse_output("crashed")["counts"] == ""

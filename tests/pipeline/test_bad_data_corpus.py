@@ -198,3 +198,27 @@ def test_empty_class_folder_is_an_error(tmp_path):
     (tmp_path / "train" / "empty" / ".DS_Store").write_bytes(b"x")
     with pytest.raises(sources.SourceError, match=r"class folders without images: \['empty'\]"):
         sources.ImageFolderSource(str(tmp_path))
+
+
+def test_corrupt_shard_rejects_its_rest_and_keeps_the_other_shards(tmp_path):
+    jpeg = encode(class_image(1, 1), "JPEG")
+    good = str(tmp_path / "train-00000-of-00002")
+    with tf.io.TFRecordWriter(good) as w:
+        for i in range(3):
+            w.write(_slim(1 + i % 2, jpeg, f"a_{i}.JPEG".encode()))
+    with open(good, "rb") as f:
+        data = f.read()
+    corrupt = bytearray(data)
+    corrupt[len(data) // 2] ^= 0xFF  # inside the second record: its checksum fails
+    (tmp_path / "train-00001-of-00002").write_bytes(bytes(corrupt))
+    with tf.io.TFRecordWriter(str(tmp_path / "validation-00000-of-00001")) as w:
+        w.write(_slim(2, jpeg, b"val_1.JPEG"))
+    stats = build.build_splits(
+        sources.SlimTFRecordSource(str(tmp_path), num_classes=3), str(tmp_path / "out"),
+        build.SplitOptions(labelled_fraction=1.0, num_shards=1))
+    errors = [r["error"] for r in stats["rejected"]["records"]]
+    assert stats["rejected"]["count"] == 1, errors
+    assert "train-00001-of-00002 record 1 onwards" in errors[0]
+    assert "corrupt TFRecord data, the rest of the shard is rejected" in errors[0]
+    # The good shard in full, and the corrupt one's record before the damage.
+    assert stats["splits"]["unlabelled"]["count"] == 4

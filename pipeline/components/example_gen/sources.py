@@ -327,23 +327,40 @@ class SlimTFRecordSource(DataSource):
 
         for shard in self._shards(part):
             base = os.path.basename(shard)
-            dataset = tf.data.TFRecordDataset(shard)
-            for index, serialized in enumerate(dataset.as_numpy_iterator()):
-                origin = f"{base} record {index}"
-                try:
-                    example = tf.train.Example.FromString(serialized)
-                except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError subclasses.
-                    yield RawRecord(None, None, f"{base}#{index}",
-                                    f"{origin} (not a tf.Example: {e})")
-                    continue
-                feature = example.features.feature
-                encoded = _first_bytes(feature, "image/encoded")
-                filename = _first_bytes(feature, "image/filename")
-                labels = feature["image/class/label"].int64_list.value if (
-                    "image/class/label" in feature) else []
-                label = int(labels[0]) - self.label_offset if labels else None
-                name = filename.decode("utf-8", "replace") if filename else f"{base}#{index}"
-                yield RawRecord(encoded, label, name, origin)
+            yield from self._shard_records(tf, shard, base)
+
+    def _shard_records(self, tf, shard: str, base: str) -> Iterator[RawRecord]:
+        """The records of one shard; a corrupt stretch (bad length or checksum) rejects the
+        rest of the shard by name, and the conversion goes on with the next shard."""
+        records = tf.data.TFRecordDataset(shard).as_numpy_iterator()
+        index = 0
+        while True:
+            try:
+                serialized = next(records)
+            except StopIteration:
+                return
+            except tf.errors.DataLossError as e:
+                yield RawRecord(None, None, f"{base}#{index}-", f"{base} record {index} onwards",
+                                "corrupt TFRecord data, the rest of the shard is rejected "
+                                f"({e.message.splitlines()[0]})")
+                return
+            yield self._parse(tf, serialized, base, index)
+            index += 1
+
+    def _parse(self, tf, serialized: bytes, base: str, index: int) -> RawRecord:
+        origin = f"{base} record {index}"
+        try:
+            example = tf.train.Example.FromString(serialized)
+        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError subclasses.
+            return RawRecord(None, None, f"{base}#{index}", f"{origin} (not a tf.Example: {e})")
+        feature = example.features.feature
+        encoded = _first_bytes(feature, "image/encoded")
+        filename = _first_bytes(feature, "image/filename")
+        labels = feature["image/class/label"].int64_list.value if (
+            "image/class/label" in feature) else []
+        label = int(labels[0]) - self.label_offset if labels else None
+        name = filename.decode("utf-8", "replace") if filename else f"{base}#{index}"
+        return RawRecord(encoded, label, name, origin)
 
 
 def _first_bytes(feature, key: str) -> bytes | None:
