@@ -222,3 +222,26 @@ def test_corrupt_shard_rejects_its_rest_and_keeps_the_other_shards(tmp_path):
     assert "corrupt TFRecord data, the rest of the shard is rejected" in errors[0]
     # The good shard in full, and the corrupt one's record before the damage.
     assert stats["splits"]["unlabelled"]["count"] == 4
+
+
+def test_test_split_must_have_the_training_classes(tmp_path):
+    for part, classes in (("train", ("a", "b")), ("test", ("a",))):
+        for name in classes:
+            (tmp_path / part / name).mkdir(parents=True)
+            class_image(0, 1).save(tmp_path / part / name / "x.png")
+    with pytest.raises(sources.SourceError, match=r"test has no folder for classes of train: "
+                                                  r"\['b'\]"):
+        sources.ImageFolderSource(str(tmp_path))
+
+
+def test_label_map_of_another_data_set_fails_before_conversion(tmp_path, monkeypatch):
+    from conftest import write_image_folder
+
+    root = write_image_folder(str(tmp_path / "images"), classes=2, train_per_class=3,
+                              test_per_class=1)
+    label_map = tmp_path / "map.json"
+    label_map.write_text('{"values": ["n01440764_10026.JPEG", "n01440764_10027.JPEG"]}')
+    monkeypatch.setattr(build, "_convert", lambda *a: pytest.fail("converted before the check"))
+    with pytest.raises(ValueError, match="names no image of the training data"):
+        build.build_splits(sources.ImageFolderSource(root), str(tmp_path / "out"),
+                           build.SplitOptions(label_map_path=str(label_map)))

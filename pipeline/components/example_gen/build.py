@@ -135,6 +135,9 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
         splits_lib.check_fraction(options.labelled_fraction)
     label_map = (splits_lib.load_label_map(options.label_map_path)
                  if options.label_map_path else None)
+    known_names = source.train_names() if label_map is not None else None
+    if known_names is not None:  # A map of another data set fails now, not after pass 1.
+        splits_lib.check_label_map_matches(options.label_map_path, label_map, known_names)
     class_names = source.class_names()
     num_shards = options.num_shards
     split_dir = {name: os.path.join(output_uri, f"Split-{name}") for name in features.SPLITS}

@@ -81,6 +81,11 @@ class DataSource:
         """Entries left out by rule (hidden files and folders), for the split statistics."""
         return []
 
+    def train_names(self) -> list[str] | None:
+        """The training images' file names where they are known without converting the data
+        (a label map is checked against them first); None where only a full pass tells."""
+        return None
+
     def fingerprint(self) -> str:
         """Size, inode and nanosecond mtime of every source file: changes when the data
         changes, also for a file replaced within the same second at the same size."""
@@ -153,6 +158,12 @@ class FashionMnistSource(DataSource):
     def class_names(self) -> list[str]:
         return list(FASHION_MNIST_CLASSES)
 
+    def train_names(self) -> list[str]:
+        image_path, _ = self._paths(TRAIN)
+        with _open_maybe_gz(image_path) as images:
+            count, _, _ = _idx_header(images, image_path, 0x803, 3)
+        return [f"{self._STEMS[TRAIN]}_{index:05d}.png" for index in range(count)]
+
     def records(self, part: str) -> Iterator[RawRecord]:
         image_path, label_path = self._paths(part)
         with _open_maybe_gz(image_path) as images, _open_maybe_gz(label_path) as labels:
@@ -202,9 +213,14 @@ class ImageFolderSource(DataSource):
                  if not any(not is_hidden(e) for e in os.listdir(os.path.join(root, TRAIN, c)))]
         if empty:
             raise SourceError(f"{root}/train has class folders without images: {empty[:10]}")
-        unknown = sorted(set(self._class_folders(TEST)) - set(self._classes))
+        test_classes = set(self._class_folders(TEST))
+        unknown = sorted(test_classes - set(self._classes))
         if unknown:
             raise SourceError(f"{root}/test has classes that train lacks: {unknown[:10]}")
+        untested = sorted(set(self._classes) - test_classes)
+        if untested:
+            raise SourceError(f"{root}/test has no folder for classes of train: {untested[:10]}"
+                              " (the evaluation would not cover them)")
 
     def _class_folders(self, part: str) -> list[str]:
         """The sorted class folders of `part`; hidden entries are ignored and remembered."""
@@ -226,6 +242,9 @@ class ImageFolderSource(DataSource):
     def ignored_entries(self) -> list[str]:
         """Hidden files and folders left out by rule, relative to the root."""
         return list(self._ignored)
+
+    def train_names(self) -> list[str]:
+        return [os.path.basename(path) for path, _ in self._listing(TRAIN)]
 
     def _listing(self, part: str) -> Iterator[tuple[str, int]]:
         """Every non-hidden entry of the class folders, image or not: what Pillow cannot
