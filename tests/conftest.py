@@ -100,3 +100,20 @@ def encode(image: Image.Image, fmt: str) -> bytes:
 @pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(str(tmp_path / "images"))
+
+
+# The end-to-end groups, longest first. pytest-xdist hands out work units biggest first (by
+# test count) and, among units of one size, in collection order: putting these first starts
+# the long runs early on both workers, so no long test is left to run alone at the end.
+LONGEST_GROUPS_FIRST = ("methods_e2e", "imagenet_e2e", "interruptions", "beam_modes",
+                        "pipeline_e2e")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    def rank(item) -> int:
+        marker = item.get_closest_marker("xdist_group")
+        group = marker.args[0] if marker and marker.args else None
+        return (LONGEST_GROUPS_FIRST.index(group) if group in LONGEST_GROUPS_FIRST
+                else len(LONGEST_GROUPS_FIRST))
+
+    items.sort(key=rank)  # stable: the file order stays within each rank
