@@ -1,10 +1,11 @@
 """Exported SavedModels (S4L_SPEC section 8, TFX_NOTES section 3 "Export").
 
-* `Format-Serving/`: an uncompiled functional inference model whose `serving_default` takes
-  serialized tf.Examples [N] (the Transform graph runs inside) and returns `probabilities`
-  and `logits`. TFMA, BulkInferrer, Pusher and serving all use it.
-* `Format-Hub/classification/`: a TF2 reusable SavedModel, images [N, H, W, 3] in [-1, 1]
-  -> logits [N, K] (the original hub module's `default` output).
+* `Format-Serving/`: a SavedModel whose `serving_default` takes serialized tf.Examples [N]
+  (the Transform graph runs inside) and returns `probabilities` and `logits`. TFMA,
+  BulkInferrer, Pusher and serving all use it.
+* `Format-Hub/classification/`: a TF2 reusable SavedModel (`__call__(images, training)`,
+  variables, regularization losses), images [N, H, W, 3] in [-1, 1] -> logits [N, K] (the
+  original hub module's `default` output), plus the same as `serving_default`.
 * `Format-Hub/feature_vector/`: the same images -> `pre_logits` [N, C].
 * `Format-Weights/`: the layers' weights without the optimizer, which a later stage
   warm-starts from (MOAM step 3).
