@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--label_offset", type=int, default=1,
                       help="Subtracted from imagenet_tfrecords labels at ingestion (slim: 1).")
     data.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split.")
+    data.add_argument("--validation_images", type=int, default=0,
+                      help="Evaluate on this many training images (class-balanced, seeded, in "
+                           "neither training split) instead of the test set: for tuning "
+                           "settings without reading the test images (default 0: test set).")
     data.add_argument("--seed", type=int, default=0,
                       help="Seed of the labelled subset and of training (default 0).")
 
@@ -101,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "or the size of an ImageNet --label_map).")
     model.add_argument("--train_epochs", type=float, default=None,
                        help="Total training length in labelled epochs; the warm-up and decay "
-                            "epochs scale with it.")
+                            "epochs scale with it (default: the preset's; small-image presets "
+                            "fit it to the data, see docs/recipe.md).")
     model.add_argument("--batch_size", type=int, default=None, help="Labelled batch size B.")
     model.add_argument("--eval_batch_size", type=int, default=None)
     model.add_argument("--set", dest="overrides", action="append", default=[],
@@ -226,6 +231,7 @@ def apply_args(exp, args: argparse.Namespace, dataset: str, num_classes: int):
         factor = args.train_epochs / exp.schedule_epochs[-1]
         scaled = [e * factor for e in exp.schedule_epochs[:-1]] + [args.train_epochs]
         changes["schedule_epochs"] = tuple(scaled)
+        changes.update(min_steps=0, max_steps=0)  # exactly the epochs asked for
     for field in ("batch_size", "eval_batch_size", "strategy"):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
@@ -259,6 +265,7 @@ def make_data_config(args: argparse.Namespace, source, num_classes: int):
         labelled_fraction=args.labelled_fraction,
         label_map_path=os.path.abspath(args.label_map) if args.label_map else "",
         seed=args.seed, exclude_labelled=args.exclude_labelled, num_shards=args.num_shards,
+        validation_images=args.validation_images,
         num_classes=num_classes, label_offset=args.label_offset,
         fingerprint=_fingerprint(source, args.label_map))
 
@@ -284,6 +291,11 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.train_epochs is not None and not (math.isfinite(args.train_epochs)
                                               and args.train_epochs > 0):
         raise CliError(f"--train_epochs {args.train_epochs} must be a finite number > 0")
+    if args.validation_images < 0:
+        raise CliError(f"--validation_images {args.validation_images} must be >= 0")
+    if args.validation_images and args.source == "examples":
+        raise CliError("--validation_images splits the training images at conversion; "
+                       "--source examples is already split")
     if args.num_shards < 1:
         raise CliError(f"--num_shards {args.num_shards} must be >= 1")
     if args.exclude_labelled and not args.label_map and args.labelled_fraction >= 1.0:

@@ -1,8 +1,11 @@
 """Label efficiency on Fashion-MNIST: every method at 1 % and 10 % labels, seeds 0-2.
 
 Each (preset, labels, seed) is one run of the real pipeline (`beam_runner.py`) with the
-preset's Fashion-MNIST values: the same backbone and the same training budget for every
-method (`experiment.IMAGE_BUDGET`), evaluated by TFMA on the official 10,000 test images.
+preset's Fashion-MNIST values: the small-image recipe and the same labelled epochs (the same
+optimizer steps) for every single-network method (docs/recipe.md), evaluated by TFMA on the
+official 10,000 test images. With `--validation_images N` the runs evaluate on N held-out
+training images instead and write to results/label_efficiency_validation/ (tuning: the test
+set is not read).
 Every finished run writes results/label_efficiency/<preset>-<labels>-seed<k>.json, and a run
 whose file exists is skipped while the preset still gives the experiment it recorded, so the
 table fills up over several sittings; a preset that has changed since runs again, and until it
@@ -47,7 +50,22 @@ RUNS_DIR = os.path.join(REPO, "runs", "label_efficiency")
 RESULTS = os.path.join(common.RESULTS_DIR, "label_efficiency")
 FRACTION = {"1pct": 0.01, "10pct": 0.1}
 DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_exemplar,vat,vat_entmin,pseudo_labels,"
-                   "moam_step_3")
+                   "moam_step_3,fixmatch")
+# Set by --validation_images: evaluate on held-out training images, results apart.
+VALIDATION = {"images": 0}
+
+
+def use_validation(images: int) -> None:
+    """Points the runs and results at the validation variant of the table."""
+    global RUNS_DIR, RESULTS
+    VALIDATION["images"] = images
+    if images:
+        RUNS_DIR = os.path.join(REPO, "runs", "label_efficiency_validation")
+        RESULTS = os.path.join(common.RESULTS_DIR, "label_efficiency_validation")
+
+
+def table_name() -> str:
+    return "label_efficiency_validation" if VALIDATION["images"] else "label_efficiency"
 
 
 def result_path(preset: str, labels: str, seed: int) -> str:
@@ -85,6 +103,8 @@ def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str
     args = ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
             "--labels", labels, "--seed", str(seed), "--output_dir", run_dir(labels, seed),
             "--pipeline_name", f"le-{labels}-{seed}", "--min_top1", "0"]
+    if VALIDATION["images"]:
+        args += ["--validation_images", str(VALIDATION["images"])]
     return args + (["--data_path", data_path] if data_path else [])
 
 
@@ -422,7 +442,11 @@ def main() -> None:
     parser.add_argument("--table_only", action="store_true")
     parser.add_argument("--refresh", action="store_true",
                         help="Re-derive the result files from their runs' records first.")
+    parser.add_argument("--validation_images", type=int, default=0,
+                        help="Tune: evaluate on this many held-out training images, not the "
+                             "test set; results go to results/label_efficiency_validation/.")
     args = parser.parse_args()
+    use_validation(args.validation_images)
     if args.refresh:
         refresh()
     if not args.table_only:
@@ -444,7 +468,7 @@ def main() -> None:
     results, stale = current_results()
     rows = table(results)
     if rows:
-        plot(rows, os.path.join(common.RESULTS_DIR, "label_efficiency.png"))
+        plot(rows, os.path.join(common.RESULTS_DIR, f"{table_name()}.png"))
     gaps = ""
     if stale:
         gaps += (" Left out, their preset has changed since they ran (run them again): "
@@ -456,14 +480,16 @@ def main() -> None:
     if missing:
         gaps += f" Not run yet: {missing}."
         print(f"not run yet: {missing}")
-    notes = ("Fashion-MNIST test set (10,000 images); final models, TFMA; "
-             "per-run files in results/label_efficiency/." + gaps)
-    common.save("label_efficiency", rows,
+    evaluated_on = (f"{VALIDATION['images']:,} held-out training images (validation)"
+                    if VALIDATION["images"] else "Fashion-MNIST test set (10,000 images)")
+    notes = (f"{evaluated_on}; final models, TFMA; per-run files in "
+             f"results/{table_name()}/." + gaps)
+    common.save(table_name(), rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
                  "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "train_min",
                  "method_train_min", "wall_min", "train_img_per_s", "machines"],
                 notes=notes)
-    common.save("label_efficiency_targets", targets(rows),
+    common.save(f"{table_name()}_targets", targets(rows),
                 ["target", "measured", "seeds", "met", "margin"],
                 notes="Medians over the seeds in label_efficiency.md; margin = measured - "
                       "needed, in top-1 points (negative: missed by that much)." + gaps)

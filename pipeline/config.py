@@ -16,6 +16,8 @@ class DataConfig:
     seed: int = 0
     exclude_labelled: bool = False
     num_shards: int = 4
+    # > 0: evaluate on this many held-out training images instead of the test set (tuning).
+    validation_images: int = 0
     num_classes: int = 1000
     label_offset: int = 1
     # Changes when the source files change, so ExampleGen is not served from cache.

@@ -151,7 +151,8 @@ def examples_node(data: DataConfig) -> tuple[Any, Any]:
         source=data.source, data_path=data.data_path,
         labelled_fraction=float(data.labelled_fraction), label_map_path=data.label_map_path,
         seed=data.seed, exclude_labelled=int(data.exclude_labelled),
-        num_shards=data.num_shards, num_classes=data.num_classes,
+        num_shards=data.num_shards, validation_images=data.validation_images,
+        num_classes=data.num_classes,
         label_offset=data.label_offset, source_fingerprint=data.fingerprint)
     return node, node.outputs["examples"]
 
@@ -190,11 +191,11 @@ def create_pipeline(
     check_stages(experiments)
     hub_destination = resolve_hub_destination(push_destination, hub_destination)
     check_destinations(push_destination, hub_destination, [e.name for e in experiments])
-    image_sizes = {(e.image_size, e.resize_size) for e in experiments}
+    image_sizes = {(e.image_size, e.resize_size, e.image_fit) for e in experiments}
     if len(image_sizes) != 1:
-        raise ValueError(f"all stages must share image_size and resize_size (one Transform "
-                         f"graph); got {sorted(image_sizes)}")
-    image_size, resize_size = image_sizes.pop()
+        raise ValueError(f"all stages must share image_size, resize_size and image_fit (one "
+                         f"Transform graph); got {sorted(image_sizes)}")
+    image_size, resize_size, image_fit = image_sizes.pop()
     thresholds = thresholds or EvalConfig()
     example_gen, all_examples = examples_node(data)
     statistics_gen = tfx.components.StatisticsGen(examples=all_examples)
@@ -207,7 +208,8 @@ def create_pipeline(
         splits_config=tfx.proto.SplitsConfig(
             analyze=[features.LABELLED_SPLIT],
             transform=list(features.SPLITS) if materialize else []),
-        custom_config={"image_size": image_size, "resize_size": resize_size},
+        custom_config={"image_size": image_size, "resize_size": resize_size,
+                       "image_fit": image_fit},
         **({"preprocessing_fn": PREPROCESSING_FN} if installed_modules
            else {"module_file": transform_module}))
     make_trainer = trainer_factory or standard_trainer

@@ -1,8 +1,8 @@
 """End to end: every S4L method as a stage of one pipeline, on generated images.
 
 One run trains supervised, S4L-Rotation, S4L-Exemplar, VAT, VAT+EntMin, pseudo-labels
-(BulkInferrer + a second Trainer) and MOAM steps 1-3, sharing ExampleGen and Transform;
-every stage's model goes through its Evaluator and Pusher.
+(BulkInferrer + a second Trainer), MOAM steps 1-3 and FixMatch-style consistency, sharing
+ExampleGen and Transform; every stage's model goes through its Evaluator and Pusher.
 """
 
 import json
@@ -16,11 +16,12 @@ import beam_runner
 from conftest import write_image_folder
 from modules import features
 
-PRESETS = "supervised,s4l_rotation,s4l_exemplar,vat,vat_entmin,pseudo_labels,moam_step_3"
+PRESETS = ("supervised,s4l_rotation,s4l_exemplar,vat,vat_entmin,pseudo_labels,moam_step_3,"
+           "fixmatch")
 pytestmark = pytest.mark.xdist_group("methods_e2e")
 
 STAGES = ("supervised", "s4l_rotation", "s4l_exemplar", "vat", "vat_entmin", "pseudo_labels",
-          "moam_step_1", "moam_step_2", "moam_step_3")
+          "moam_step_1", "moam_step_2", "moam_step_3", "fixmatch")
 
 
 @pytest.fixture(scope="module")

@@ -69,35 +69,37 @@ def test_multi_stage_presets_list_their_dependencies():
     assert [e.name for e in presets.stages("vat")] == ["vat"]
 
 
-def test_fashion_mnist_presets_share_one_image_budget():
-    budget = experiment.IMAGE_BUDGET["fashion_mnist"]
-    for labels, labelled in (("10pct", 6_000), ("1pct", 600)):
-        for name in presets.PRESETS:
-            exp = presets.get(name, "fashion_mnist", labels)
-            assert (exp.architecture, exp.filters_factor, exp.image_size) == (
-                "resnet_small_v2", 4, 32), name
-            images = labelled if not exp.pseudo_labels_from else 60_000
-            used = exp.schedule_epochs[-1] * images * experiment.images_per_labelled_image(exp)
-            # Whole epochs: within one epoch's worth of the budget.
-            per_epoch = images * experiment.images_per_labelled_image(exp)
-            assert abs(used - budget) <= per_epoch / 2 + 1e-6, (name, labels, used)
-
-
-def test_only_exemplar_keeps_the_inception_crop_on_fashion_mnist():
+def test_small_image_presets_share_one_recipe():
+    """Every small-image preset: the same backbone, input op, optimizer and labelled batch,
+    at both label budgets (the run length comes from the data, hyper_rule.py)."""
     for labels in ("10pct", "1pct"):
         for name in presets.PRESETS:
             exp = presets.get(name, "fashion_mnist", labels)
-            assert exp.inception_crop == ("exemplar" in exp.losses), (name, labels)
-    # ImageNet and the test data set keep the originals' crop.
-    for dataset in ("imagenet", "synthetic"):
-        assert all(presets.get(name, dataset).inception_crop for name in presets.PRESETS)
+            assert (exp.architecture, exp.resnet_depth, exp.filters_factor, exp.image_size,
+                    exp.image_fit, exp.pad_crop) == (
+                "resnet_cifar_v2", 20, 4, 32, "zero_pad", 4), name
+            assert (exp.batch_size, exp.nesterov, exp.lr_schedule, exp.weight_decay) == (
+                experiment.SMALL_BATCH, True, "cosine", 5e-4), name
+            assert exp == presets.get(name, "fashion_mnist", "1pct" if labels == "10pct"
+                                      else "10pct").replace(labels=labels), name
+
+
+def test_only_exemplar_keeps_the_inception_crop_on_small_images():
+    for dataset in ("fashion_mnist", "synthetic"):
+        for name in presets.PRESETS:
+            exp = presets.get(name, dataset)
+            assert exp.inception_crop == ("exemplar" in exp.losses), (name, dataset)
+    # ImageNet keeps the originals' crop and resize.
+    for name in presets.PRESETS:
+        exp = presets.get(name, "imagenet")
+        assert exp.inception_crop and exp.image_fit == "resize_crop" and not exp.pad_crop
 
 
 def test_images_per_labelled_image_follows_the_forward_passes():
     get = presets.get
     assert experiment.images_per_labelled_image(get("supervised")) == 1
     assert experiment.images_per_labelled_image(get("s4l_rotation")) == 8  # 4 x (1 + 1)
-    assert experiment.images_per_labelled_image(get("s4l_exemplar")) == 16  # 8 x (1 + 1)
+    assert experiment.images_per_labelled_image(get("s4l_exemplar")) == 8  # 4 x (1 + 1)
     assert experiment.images_per_labelled_image(get("vat")) == 6  # clean 2 + 2 x 2 perturbed
     assert experiment.images_per_labelled_image(get("moam_step_1")) == 16  # 8 + 2 x 4
 

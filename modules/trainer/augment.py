@@ -3,12 +3,15 @@
 Deterministic ops come from modules/transform/image_ops.py, so train and eval share decoding
 and scaling. Pipelines: supervised 10 % = `inception_crop|resize|flip_lr|-1_to_1`; 1 % adds
 `hsvnoise` after the flip; S4L-Exemplar makes P such patches per image, with `hsvnoise`.
+The small-image recipe: `zero_pad|pad_crop(4)|flip_lr|-1_to_1` (Exemplar: an inception crop
+of the padded image, resized back, before the flip).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
+from modules.trainer import strong_augment
 from modules.trainer.experiment import Experiment
 from modules.transform import image_ops
 
@@ -46,20 +49,47 @@ def hsv_noise(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.hsv_to_rgb(hsv) * 255.0
 
 
+def pad_crop(image: tf.Tensor, pad: int, seed: tf.Tensor) -> tf.Tensor:
+    """A random translation by up to `pad` pixels: zero-pad each side by `pad`, then crop
+    the original size back at a random offset (the CIFAR ResNets' augmentation)."""
+    height, width = image.shape[0], image.shape[1]
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    return tf.image.stateless_random_crop(padded, [height, width, 3], seed=seed)
+
+
 def augment(image: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf.Tensor:
     """One decoded image -> float32 [S, S, 3] in [-1, 1] with the preset's augmentations."""
-    crop_seed, flip_seed, hsv_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, num=3))
-    if exp.inception_crop:
-        image = inception_crop(image, crop_seed, exp.crop_area_min)
-    # Bilinear, aspect ratio not kept: the original's `resize(224)`.
-    image = tf.image.resize(image, [exp.image_size, exp.image_size], method="bilinear")
+    crop_seed, flip_seed, hsv_seed, shift_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=4))
+    size = [exp.image_size, exp.image_size]
+    if exp.image_fit == "zero_pad":
+        # The eval op first, so train and eval see the same canvas (no resize skew).
+        image = image_ops.zero_pad(image, exp.image_size)
+        if exp.inception_crop:
+            image = tf.image.resize(inception_crop(image, crop_seed, exp.crop_area_min), size)
+        image.set_shape([*size, 3])
+    else:
+        if exp.inception_crop:
+            image = inception_crop(image, crop_seed, exp.crop_area_min)
+        # Bilinear, aspect ratio not kept: the original's `resize(224)`.
+        image = tf.image.resize(image, size, method="bilinear")
+    if exp.pad_crop:
+        image = pad_crop(image, exp.pad_crop, shift_seed)
     if exp.flip_lr:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if exp.hsvnoise:
         # Per-pixel colour noise commutes with the flip, so either order of the originals'
         # pipelines (supervised 1 %: flip first, exemplar: hsvnoise first) is the same.
         image = hsv_noise(image, hsv_seed)
+    return image_ops.to_minus1_1(image)
+
+
+def strong_preprocess(encoded: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf.Tensor:
+    """FixMatch's strong view: the weak augmentations with their own draws, then
+    `strong_ops` RandAugment-style ops and Cutout (strong_augment.py); [S, S, 3] in [-1, 1]."""
+    weak_seed, strong_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    image = (augment(image_ops.decode(encoded), weak_seed, exp) + 1.0) * 127.5
+    image = strong_augment.strong_view(image, strong_seed, exp.strong_ops, exp.cutout_size)
     return image_ops.to_minus1_1(image)
 
 

@@ -63,11 +63,12 @@ def _records(files: list[str], shuffle: bool, seed: int) -> tf.data.Dataset:
 
 
 def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
-                    cache: bool, parse: Callable[[tf.Tensor], dict] | None = None
-                    ) -> tf.data.Dataset:
+                    cache: bool, parse: Callable[[tf.Tensor], dict] | None = None,
+                    strong: bool = False) -> tf.data.Dataset:
     """Repeating, shuffled, augmented batches of {"image": [B, S, S, 3], "label": [B]}.
 
     `parse` maps a serialized example to {IMAGE_KEY, LABEL_KEY} (default: read both).
+    With `strong`, elements also hold "strong": FixMatch's strong view of each image.
     """
     parse = parse or (lambda s: tf.io.parse_single_example(s, _TRAIN_SPEC))
     dataset = _records(list_files(pattern), shuffle=True, seed=seed)
@@ -79,10 +80,20 @@ def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
     # One [2] seed per element: the stateless augmentations then give the same images in the
     # same order on every run with this seed, however the parallel map is scheduled.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
+
+    def views(record: dict, seed: tf.Tensor) -> dict:
+        weak_seed, strong_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, num=2))
+        out = {"image": augment.train_preprocess(record[features.IMAGE_KEY],
+                                                 seed if not strong else weak_seed, exp),
+               "label": tf.cast(record[features.LABEL_KEY], tf.int32)}
+        if strong:
+            out["strong"] = augment.strong_preprocess(record[features.IMAGE_KEY],
+                                                      strong_seed, exp)
+        return out
+
     dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-        lambda r, s: {"image": augment.train_preprocess(r[features.IMAGE_KEY], s, exp),
-                      "label": tf.cast(r[features.LABEL_KEY], tf.int32)},
-        num_parallel_calls=_AUTOTUNE, deterministic=True)
+        views, num_parallel_calls=_AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True)
 
 
@@ -97,7 +108,8 @@ def train_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.Dataset
         labelled_pattern, exp.batch_size, exp, exp.seed, exp.cache_labelled)}
     if exp.unsup_batch_size > 0:
         streams["unlabelled"] = training_stream(
-            unlabelled_pattern, exp.unsup_batch_size, exp, exp.seed + 1, cache=False)
+            unlabelled_pattern, exp.unsup_batch_size, exp, exp.seed + 1, cache=False,
+            strong="fixmatch" in exp.losses)
     return tf.data.Dataset.zip(streams).prefetch(_AUTOTUNE)
 
 

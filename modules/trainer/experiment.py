@@ -16,9 +16,12 @@ from typing import Any
 
 DATASETS = ("imagenet", "fashion_mnist", "synthetic")
 LABELS = ("1pct", "10pct")
-ARCHITECTURES = ("resnet50v2", "resnet_small_v2")
+ARCHITECTURES = ("resnet50v2", "resnet_small_v2", "resnet_cifar_v2")
+# How an image reaches image_size x image_size (modules/transform/image_ops.fit_image).
+IMAGE_FITS = ("resize_crop", "zero_pad")
+LR_SCHEDULES = ("piecewise", "cosine")
 STRATEGIES = ("default", "mirrored", "tpu")
-METHOD_LOSSES = ("supervised", "rotation", "exemplar", "vat", "entmin")
+METHOD_LOSSES = ("supervised", "rotation", "exemplar", "vat", "entmin", "fixmatch")
 PRECISIONS = ("float32", "mixed_bfloat16")
 # Exemplar identities: each source image (the fix) or the original's swapped-argument groups of
 # consecutive rows (S4L_SPEC section 4.3 and 10.1 item 1); recorded in every run's metadata.
@@ -40,6 +43,13 @@ class Experiment:
     resize_size: int = 256
     inception_crop: bool = True
     crop_area_min: float = 0.05
+    # "resize_crop": the original's resize_small(resize_size) + central crop (inception
+    # preprocessing); "zero_pad": small images are zero-padded to image_size, never resized
+    # (larger ones are area-resized to it first). The same op runs in Transform, the Trainer
+    # and the serving signature.
+    image_fit: str = "resize_crop"
+    # Random translation: zero-pad by this many pixels on each side, crop image_size back.
+    pad_crop: int = 0
     flip_lr: bool = True
     hsvnoise: bool = False
     cache_labelled: bool = False
@@ -60,6 +70,12 @@ class Experiment:
     # shrinks below eps whenever |g| < 1e-6 (S4L_SPEC section 10.1 item 7): measured on
     # Fashion-MNIST, |g| ~ 4e-9 and |r_adv| 0.03 against eps 5.7, so VAT did almost nothing.
     vat_exact_eps: bool = True
+    # FixMatch-style consistency (loss_fixmatch.py): the weak view's confidence needed to
+    # pseudo-label an unlabelled image, and the strong view's RandAugment-style ops per
+    # image and Cutout square side (strong_augment.py). unsup_batch_mult is FixMatch's mu.
+    fixmatch_threshold: float = 0.95
+    strong_ops: int = 2
+    cutout_size: int = 16
     # Multi-stage methods (spec section 7): the preset whose model pseudo-labels the training
     # images for this one, and the preset whose trained weights initialise this one.
     pseudo_labels_from: str = ""
@@ -67,6 +83,8 @@ class Experiment:
     # Model (spec section 3).
     architecture: str = "resnet50v2"
     filters_factor: int = 4
+    # resnet_cifar_v2 only: 6n + 2 layers (20, 32, 44, 56, 110).
+    resnet_depth: int = 20
     weight_decay: float = 1e-3
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
@@ -77,6 +95,10 @@ class Experiment:
     # with the schedule, like every other duration: a 2-epoch run keeping a 1-epoch half-life
     # evaluated a quarter-initial-weights average at chance (measured, MOAM step 1).
     polyak_half_life_epochs: float = 1.0
+    # > 0: a half-life fixed in optimizer steps instead (whatever the run's length), with
+    # TF's warm-up min(decay, (1 + t) / (10 + t)) so early steps do not keep the initial
+    # weights in the average. The small-image recipe's EMA.
+    polyak_half_life_steps: float = 0.0
     # "mixed_bfloat16": bfloat16 compute, float32 variables, heads and exported signatures.
     precision: str = "float32"
     # Optimisation (spec section 5).
@@ -86,7 +108,16 @@ class Experiment:
     lr_scale_batch_size: int = 256
     lr_decay_factor: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = False
+    # "piecewise": linear warm-up over schedule_epochs[0], then x lr_decay_factor at each
+    # boundary between; "cosine": the same warm-up, then cosine decay to 0 at the end.
+    lr_schedule: str = "piecewise"
     schedule_epochs: tuple[float, ...] = (5, 140, 160, 180, 200)
+    # The schedule rule (modules/trainer/hyper_rule.py), applied once the labelled split's
+    # size is known: the run's steps (schedule_epochs[-1] x steps per epoch) are clipped to
+    # [min_steps, max_steps] and the schedule rescaled to whole epochs; 0 = no bound.
+    min_steps: int = 0
+    max_steps: int = 0
     # 0 = the size of the labelled split, read from the data at training time.
     num_labelled_examples: int = 0
     # Evaluation, checkpoints and runtime.
@@ -176,6 +207,19 @@ class Experiment:
             fail("dataset", f"is not one of {DATASETS}")
         if self.architecture not in ARCHITECTURES:
             fail("architecture", f"is not one of {ARCHITECTURES}")
+        if self.image_fit not in IMAGE_FITS:
+            fail("image_fit", f"is not one of {IMAGE_FITS}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            fail("lr_schedule", f"is not one of {LR_SCHEDULES}")
+        if self.architecture == "resnet_cifar_v2" and (
+                self.resnet_depth < 8 or (self.resnet_depth - 2) % 6):
+            fail("resnet_depth", "must be 6n + 2 (20, 32, 44, 56, 110)")
+        if self.pad_crop < 0 or self.min_steps < 0 or self.max_steps < 0:
+            fail("pad_crop", "and min_steps, max_steps must be >= 0")
+        if self.max_steps and self.min_steps > self.max_steps:
+            fail("min_steps", f"must be <= max_steps ({self.max_steps})")
+        if self.polyak_half_life_steps < 0:
+            fail("polyak_half_life_steps", "must be >= 0 (0 = use polyak_half_life_epochs)")
         if self.precision not in PRECISIONS:
             fail("precision", f"is not one of {PRECISIONS}")
         if self.exemplar_identity not in EXEMPLAR_IDENTITIES:
@@ -199,6 +243,15 @@ class Experiment:
                 fail(field, "must be >= 1")
         if {"rotation", "exemplar"} <= set(self.losses):
             fail("losses", "cannot combine rotation and exemplar (different input layouts)")
+        if "fixmatch" in self.losses and {"rotation", "exemplar"} & set(self.losses):
+            fail("losses", "cannot combine fixmatch with rotation or exemplar (different "
+                 "input layouts)")
+        if "fixmatch" in self.losses and self.unsup_batch_size < 1:
+            fail("unsup_batch_mult", "must give an unlabelled batch for fixmatch")
+        if not 0 < self.fixmatch_threshold <= 1:
+            fail("fixmatch_threshold", "must be in (0, 1]")
+        if self.strong_ops < 0 or self.cutout_size < 0:
+            fail("strong_ops", "and cutout_size must be >= 0")
         if ({"vat", "entmin"} & set(self.losses) and not self.apply_vat_to_labelled
                 and self.unsup_batch_size < 1):
             fail("unsup_batch_mult", "must give an unlabelled batch: VAT/EntMin are set to "
@@ -260,10 +313,13 @@ def _parse(hint: Any, key: str, text: str) -> Any:
 def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
     """The dataset-dependent base of every preset: resolution, backbone, classes, batch.
 
-    ImageNet values are the original configs' (spec section 5.3). Fashion-MNIST and
-    `synthetic` apply one scaling rule for this 2-core CPU: 32x32 inputs, the small
-    pre-activation ResNet, BN momentum 0.9 (moving statistics converge in short runs,
-    TFX_NOTES section 3), half the labelled batch; Fashion-MNIST without the inception crop.
+    ImageNet values are the original configs' (spec section 5.3). Fashion-MNIST (and any
+    folder of small images) gets the small-image recipe, one for every method: 28x28 images
+    zero-padded to 32x32 (no resize), pad-4-and-crop + flip, the CIFAR pre-activation
+    ResNet-20 of width 16, SGD with Nesterov momentum, LR 0.1 per 128 images, weight decay
+    5e-4, BN momentum 0.98, 3 % linear warm-up then cosine to 0, and the schedule rule
+    (hyper_rule.py): 200 labelled epochs, at least 3,000 steps. `synthetic` (the tests'
+    variant) is the same recipe, shallower and narrower, on 1 % of the schedule.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
@@ -274,27 +330,27 @@ def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
                           num_labelled_examples=128_000 if labels == "10pct" else 13_000)
     small = Experiment(
         dataset=dataset, labels=labels, num_classes=10, image_size=32, resize_size=32,
-        architecture="resnet_small_v2", bn_momentum=0.9, batch_size=128,
-        eval_batch_size=500, cache_labelled=True, crop_area_min=0.25,
+        image_fit="zero_pad", pad_crop=4, inception_crop=False, crop_area_min=0.25,
+        architecture="resnet_cifar_v2", resnet_depth=20, filters_factor=4,
+        bn_momentum=0.98, weight_decay=5e-4, batch_size=SMALL_BATCH, eval_batch_size=500,
+        lr=0.1, lr_scale_batch_size=128, momentum=0.9, nesterov=True, lr_schedule="cosine",
+        schedule_epochs=(6, 200), min_steps=SMALL_MIN_STEPS, max_steps=SMALL_MAX_STEPS,
+        polyak_half_life_steps=SMALL_POLYAK_HALF_LIFE_STEPS, cache_labelled=True,
         checkpoint_every_epochs=5)
     if dataset == "synthetic":
         return small.replace(batch_size=16, eval_batch_size=32, filters_factor=1,
-                             shuffle_buffer=256)
-    # Fashion-MNIST: no inception crop. Its 28x28 garments fill the frame, so a crop of 25 %
-    # of the area cuts away what tells the classes apart; measured at seed 0 (README
-    # "Ablation: the crop and the budget"), dropping it gave supervised +2.0 / +1.7 points
-    # (10 % / 1 %), S4L-Rotation +12.3 / +9.2 and VAT +7.0. S4L-Exemplar keeps its crop
-    # (its preset): its loss learns invariance across crops of one image.
-    return small.replace(inception_crop=False)
+                             resnet_depth=8, shuffle_buffer=256, min_steps=0, max_steps=0)
+    return small
 
 
-# The CPU data sets' training budget: images through the network per run (forward passes over
-# every stream, view and VAT pass, at the base width), so every method gets the same compute.
-# Fashion-MNIST: 240k images, ~15 min of training on this 2-core CPU (TFX_NOTES section 4).
-IMAGE_BUDGET = {"fashion_mnist": 240_000}
-# Training images of the CPU data sets (labelled = the fraction of them), for the budget rule.
-TRAIN_IMAGES = {"fashion_mnist": 60_000}
-LABELLED_FRACTION = {"10pct": 0.1, "1pct": 0.01}
+# The small-image recipe's labelled batch, shared by every single-network preset so that
+# equal labelled epochs are equal optimizer steps (the paper's protocol, S4L_SPEC 5.3), and
+# the schedule rule's bounds on a run's steps (hyper_rule.py).
+SMALL_BATCH = 64
+SMALL_MIN_STEPS = 3_000
+SMALL_MAX_STEPS = 6_000
+# Polyak/EMA half-life in steps where a small-image preset averages (decay ~0.9993).
+SMALL_POLYAK_HALF_LIFE_STEPS = 1_000.0
 # `synthetic` (tests): a fixed 1 % of every original schedule.
 SYNTHETIC_SCALE = 0.01
 _BASE_FILTERS_FACTOR = 4
@@ -306,7 +362,9 @@ def images_per_labelled_image(exp: Experiment) -> float:
     views = 4 if "rotation" in exp.losses else 1
     if "exemplar" in exp.losses:
         views = exp.exemplar_patches
-    clean = views * (1 + exp.unsup_batch_mult)
+    # FixMatch forwards a weak and a strong view of every unlabelled image.
+    unlabelled_views = 2 if "fixmatch" in exp.losses else 1
+    clean = views * (1 + unlabelled_views * exp.unsup_batch_mult)
     perturbed = 0.0
     if "vat" in exp.losses:
         target = views * (exp.unsup_batch_mult + (1 if exp.apply_vat_to_labelled else 0))
@@ -315,35 +373,17 @@ def images_per_labelled_image(exp: Experiment) -> float:
 
 
 def scale_for_dataset(exp: Experiment) -> Experiment:
-    """Fits a preset's ImageNet schedule (in labelled epochs) to the dataset.
-
-    ImageNet: unchanged. Fashion-MNIST: the total becomes IMAGE_BUDGET / (labelled images x
-    images_per_labelled_image), so a rotation step (8 images per labelled one) trains for
-    1/8 of the supervised epochs; warm-up, decays and the Polyak half-life keep their
-    fractions of the total.
-    Synthetic: 1 % of the schedule. Fashion-MNIST runs also evaluate about 8 times.
-    """
-    if exp.dataset == "imagenet":
+    """Fits a preset's schedule to the dataset: unchanged for ImageNet and the small-image
+    data sets (whose run length the schedule rule sets from the data); 1 % of it for the
+    tests' `synthetic` variant."""
+    if exp.dataset != "synthetic":
         return exp
     original_total = exp.schedule_epochs[-1]
-    if exp.dataset == "synthetic":
-        factor = SYNTHETIC_SCALE
-    else:
-        labelled = TRAIN_IMAGES[exp.dataset] * LABELLED_FRACTION[exp.labels]
-        if exp.pseudo_labels_from:
-            labelled = TRAIN_IMAGES[exp.dataset]  # every training image carries a label
-        total = IMAGE_BUDGET[exp.dataset] / (labelled * images_per_labelled_image(exp))
-        factor = max(1, round(total)) / original_total
-    scaled = [e * factor for e in exp.schedule_epochs]
+    scaled = [e * SYNTHETIC_SCALE for e in exp.schedule_epochs]
     scaled[-1] = max(1, round(scaled[-1]))
-    # The Polyak half-life keeps its fraction of the run too (1 of 200 epochs for MOAM).
-    exp = exp.replace(schedule_epochs=tuple(scaled),
-                      polyak_half_life_epochs=exp.polyak_half_life_epochs * scaled[-1]
-                      / original_total)
-    if exp.dataset == "fashion_mnist" and not exp.eval_every_epochs:
-        # About 8 evaluations per run, for the "median of the last few" in the benchmarks.
-        exp = exp.replace(eval_every_epochs=max(1, round(scaled[-1] / 8)))
-    return exp
+    return exp.replace(schedule_epochs=tuple(scaled),
+                       polyak_half_life_epochs=exp.polyak_half_life_epochs * scaled[-1]
+                       / original_total)
 
 
 def scale_vat_eps(eps: float, image_size: int) -> float:

@@ -3,7 +3,8 @@
 `TERMS` maps the loss names used in `Experiment.losses` to `term(outputs, batch, step)`
 functions that return per-example losses; only training.py reduces them. A method is a set of
 weighted terms (its preset's `losses`): supervised, S4L-Rotation (supervised + rotation),
-S4L-Exemplar (supervised + exemplar), VAT, VAT+EntMin and MOAM step 1 (rotation + VAT + EntMin).
+S4L-Exemplar (supervised + exemplar), VAT, VAT+EntMin, MOAM step 1 (rotation + VAT + EntMin)
+and FixMatch-style consistency (supervised + fixmatch).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tf_keras as keras
 from modules.trainer import (
     loss_entmin,
     loss_exemplar,
+    loss_fixmatch,
     loss_rotation,
     loss_supervised,
     loss_vat,
@@ -29,10 +31,12 @@ TERMS: dict[str, Callable[[dict, dict, StepContext], tf.Tensor]] = {
     "exemplar": loss_exemplar.term,
     "vat": loss_vat.term,
     "entmin": loss_entmin.term,
+    "fixmatch": loss_fixmatch.term,
 }
 
 # Diagnostic scalars a term logs through StepContext.track.
-DIAGNOSTICS: dict[str, tuple[str, ...]] = {"vat": ("vat_r_adv_norm",)}
+DIAGNOSTICS: dict[str, tuple[str, ...]] = {"vat": ("vat_r_adv_norm",),
+                                            "fixmatch": loss_fixmatch.DIAGNOSTICS}
 
 
 def heads(exp: Experiment) -> dict[str, int]:
@@ -51,12 +55,15 @@ def diagnostics(exp: Experiment) -> list[str]:
 
 def prepare(batch: dict, exp: Experiment) -> dict:
     """The methods' input transforms, applied in the train step: rotation turns every image
-    4 ways, exemplar flattens the P patches of every image (both image-major)."""
+    4 ways, exemplar flattens the P patches of every image (both image-major), FixMatch
+    stacks the unlabelled images' weak and strong views."""
     if "rotation" in exp.losses:
         return {name: loss_rotation.rotate_stream(stream) for name, stream in batch.items()}
     if "exemplar" in exp.losses:
         return {name: loss_exemplar.flatten_patches(stream, exp.exemplar_identity)
                 for name, stream in batch.items()}
+    if "fixmatch" in exp.losses:
+        return {**batch, "unlabelled": loss_fixmatch.stack_views(batch["unlabelled"])}
     return batch
 
 

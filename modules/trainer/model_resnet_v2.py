@@ -5,6 +5,10 @@
   bias, no BN/ReLU), zero-pad 1, 3x3/2 max-pool over the *zero* padding.
 * `resnet_small_v2`: the same units for 32x32 CPU runs: (2, 2, 2) units, base width
   4 * filters_factor, a 3x3/1 root conv and no max-pool.
+* `resnet_cifar_v2`: the CIFAR pre-activation ResNet of He et al. (2016, "Identity Mappings"):
+  basic units (two 3x3 convs), three stages of (depth - 2) / 6 units with widths w, 2w, 4w
+  (w = 4 * filters_factor: ff 4 and depth 20 is ResNet-20 of width 16, 0.27 M parameters),
+  a 3x3/1 root conv, no max-pool. The small-image recipe's backbone.
 
 Explicit symmetric zero padding + VALID everywhere: Keras `padding="same"` with stride 2 pads
 asymmetrically and would shift features (spec section 10.3). Weight decay is `l2(wd / 2)` on
@@ -27,12 +31,21 @@ class _Arch:
     root_kernel: int
     root_stride: int
     max_pool: bool
+    basic: bool = False  # two 3x3 convs per unit instead of the 1x1-3x3-1x1 bottleneck
 
 
 _ARCHS = {
     "resnet50v2": _Arch((3, 4, 6, 3), (1, 2, 2, 2), 16, 7, 2, True),
     "resnet_small_v2": _Arch((2, 2, 2), (1, 2, 2), 4, 3, 1, False),
+    "resnet_cifar_v2": _Arch((3, 3, 3), (1, 2, 2), 4, 3, 1, False, basic=True),
 }
+
+
+def cifar_units(depth: int) -> int:
+    """Units per stage of a CIFAR ResNet of `depth` layers (6n + 2: 20, 32, 44, 56, 110)."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"resnet_cifar_v2 depth must be 6n + 2 (20, 32, 44, ...), got {depth}")
+    return (depth - 2) // 6
 
 
 class _Builder:
@@ -68,19 +81,35 @@ class _Builder:
         r = self.conv(r, filters, 1, 1, f"{name}_conv3")
         return layers.Add(name=f"{name}_add")([r, shortcut])
 
+    def basic_unit(self, x, filters: int, stride: int, name: str):
+        """Basic v2 unit: BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, projection as above."""
+        preact = self.bn_relu(x, f"{name}_preact")
+        if stride > 1 or x.shape[-1] != filters:
+            shortcut = self.conv(preact, filters, 1, stride, f"{name}_proj")
+        else:
+            shortcut = x
+        r = self.conv(preact, filters, 3, stride, f"{name}_conv1")
+        r = self.bn_relu(r, f"{name}_conv1")
+        r = self.conv(r, filters, 3, 1, f"{name}_conv2")
+        return layers.Add(name=f"{name}_add")([r, shortcut])
+
 
 def build_backbone(architecture: str = "resnet50v2", filters_factor: int = 4,
                    weight_decay: float = 1e-4, bn_momentum: float = 0.99,
-                   bn_epsilon: float = 1e-3, image_size: int | None = None) -> keras.Model:
+                   bn_epsilon: float = 1e-3, image_size: int | None = None,
+                   depth: int = 20) -> keras.Model:
     """Builds the backbone as a functional model: images [N, H, W, 3] in [-1, 1] -> endpoints.
 
     Returns:
       A model whose output is a dict with `after_root`, `block1`..`blockK` (feature maps) and
       `pre_logits` ([N, C], the representation after the final BN, ReLU and global pool).
+      `depth` applies to `resnet_cifar_v2` only.
     """
     if architecture not in _ARCHS:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(_ARCHS)}")
     arch = _ARCHS[architecture]
+    if arch.basic:
+        arch = dataclasses.replace(arch, units=(cifar_units(depth),) * len(arch.units))
     build = _Builder(weight_decay, bn_momentum, bn_epsilon)
     base = arch.base_per_ff * filters_factor
     images = keras.Input([image_size, image_size, 3], name="image")
@@ -91,9 +120,11 @@ def build_backbone(architecture: str = "resnet50v2", filters_factor: int = 4,
         x = layers.MaxPool2D(3, strides=2, padding="valid", name="root_pool")(x)
     endpoints = {"after_root": x}
     for stage, (units, stride) in enumerate(zip(arch.units, arch.strides, strict=True), 1):
-        filters = 4 * base * 2 ** (stage - 1)
+        # Bottleneck units widen 4x at their last 1x1 conv; basic units keep the width.
+        filters = (1 if arch.basic else 4) * base * 2 ** (stage - 1)
+        make_unit = build.basic_unit if arch.basic else build.unit
         for unit in range(1, units + 1):
-            x = build.unit(x, filters, stride if unit == 1 else 1, f"block{stage}_unit{unit}")
+            x = make_unit(x, filters, stride if unit == 1 else 1, f"block{stage}_unit{unit}")
         endpoints[f"block{stage}"] = x
     x = build.bn_relu(x, "final")
     endpoints["pre_logits"] = layers.GlobalAveragePooling2D(name="pre_logits")(x)

@@ -63,7 +63,16 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "boundaries": self.boundaries, "decay_factor": self.decay_factor}
 
 
-def learning_rate(exp: Experiment) -> WarmupPiecewiseDecay:
-    """The schedule of `exp`, as a function of the optimizer's step counter."""
+def learning_rate(exp: Experiment) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The schedule of `exp`, as a function of the optimizer's step counter.
+
+    "cosine" is Keras' CosineDecay with its linear warm-up from 0 (decay to exactly 0 at
+    the last step); "piecewise" is the original's warm-up and step decay.
+    """
+    if exp.lr_schedule == "cosine":
+        warmup = warmup_steps(exp)
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0, decay_steps=max(1, total_steps(exp) - warmup),
+            alpha=0.0, warmup_target=exp.base_lr, warmup_steps=warmup)
     return WarmupPiecewiseDecay(exp.base_lr, warmup_steps(exp), decay_boundaries(exp),
                                 exp.lr_decay_factor)

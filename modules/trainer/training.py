@@ -30,7 +30,7 @@ class S4LModel(keras.Model):
         self.exp = exp
         self.backbone = model_resnet_v2.build_backbone(
             exp.architecture, exp.filters_factor, exp.weight_decay, exp.bn_momentum,
-            exp.bn_epsilon)
+            exp.bn_epsilon, depth=exp.resnet_depth)
         self.classes_head = model_resnet_v2.build_head(exp.num_classes, "classes",
                                                        exp.weight_decay)
         self.extra_heads = {
@@ -199,12 +199,16 @@ def build_model(exp: Experiment) -> S4LModel:
     finally:
         keras.mixed_precision.set_global_policy(previous)
     model.compile(optimizer=keras.optimizers.SGD(
-        learning_rate=schedules.learning_rate(exp), momentum=exp.momentum))
+        learning_rate=schedules.learning_rate(exp), momentum=exp.momentum,
+        nesterov=exp.nesterov))
     model(np.zeros([1, exp.image_size, exp.image_size, 3], np.float32))
     if exp.polyak_averaging:
-        average = polyak.PolyakAverage(
-            model.trainable_variables,
-            polyak.decay_for(schedules.steps_per_epoch(exp), exp.polyak_half_life_epochs))
+        if exp.polyak_half_life_steps:
+            decay = polyak.decay_for_steps(exp.polyak_half_life_steps)
+        else:
+            decay = polyak.decay_for(schedules.steps_per_epoch(exp), exp.polyak_half_life_epochs)
+        average = polyak.PolyakAverage(model.trainable_variables, decay,
+                                       warm_up=bool(exp.polyak_half_life_steps))
         # A checkpoint dependency (backups keep the averages) but not Keras weights, so
         # get_weights/set_weights and exported models hold each weight once.
         object.__setattr__(model, "polyak", average)  # skips Keras' weight tracking
@@ -231,6 +235,33 @@ def weights_checkpoint(model: S4LModel) -> tf.train.Checkpoint:
                                extra_heads=model.extra_heads)
 
 
+# A Keras epoch ("round") of fewer steps than this is merged with the next labelled epochs:
+# each round ends with a backup, a TensorBoard write and the metrics' reset, about a second
+# of work, which doubled the length of a 600-image run (9 steps per labelled epoch).
+MIN_STEPS_PER_ROUND = 200
+# ... but a run keeps at least this many rounds, so it is backed up (and can resume) often.
+MIN_ROUNDS = 10
+
+
+def fit_epoch_length(exp: Experiment) -> int:
+    """Labelled epochs per Keras epoch (one round of `fit`: backup, logs, evaluations)."""
+    per_epoch = schedules.steps_per_epoch(exp)
+    wanted = math.ceil(MIN_STEPS_PER_ROUND / per_epoch)
+    return max(1, min(wanted, int(exp.schedule_epochs[-1] // MIN_ROUNDS)))
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training at the schedule's last step, inside the last round if it is longer."""
+
+    def __init__(self, total_steps: int):
+        super().__init__()
+        self.total_steps = total_steps
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if int(self.model.optimizer.iterations) >= self.total_steps:
+            self.model.stop_training = True
+
+
 def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None,
         log_dir: str, backup_dir: str, strategy: tf.distribute.Strategy,
         init_weights: str | None = None) -> S4LModel:
@@ -239,8 +270,10 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
     TensorBoard logs and periodic weight checkpoints go to `log_dir` (the model_run_dir).
     `init_weights` (a Keras weights prefix) warm-starts the model; a resumed backup wins.
     """
-    steps_per_epoch = schedules.steps_per_epoch(exp)
-    epochs = math.ceil(schedules.total_steps(exp) / steps_per_epoch)
+    total_steps = schedules.total_steps(exp)
+    labelled_epochs = fit_epoch_length(exp)
+    steps_per_epoch = labelled_epochs * schedules.steps_per_epoch(exp)
+    epochs = math.ceil(total_steps / steps_per_epoch)
     with strategy.scope():
         model = build_model(exp)
         if init_weights:
@@ -250,9 +283,10 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
             logging.info("Initialised %s from %s", exp.name, init_weights)
             if model.polyak is not None:
                 model.polyak.reset()
-    logging.info("Training %s: %d epochs x %d steps, batch %d (+%d unlabelled), base LR %g",
-                 exp.name, epochs, steps_per_epoch, exp.batch_size, exp.unsup_batch_size,
-                 exp.base_lr)
+    logging.info("Training %s: %d steps (%g labelled epochs) in %d rounds of %d steps, batch "
+                 "%d (+%d unlabelled), base LR %g", exp.name, total_steps,
+                 exp.schedule_epochs[-1], epochs, steps_per_epoch, exp.batch_size,
+                 exp.unsup_batch_size, exp.base_lr)
     callbacks = [
         # Kept when fit returns: a kill during the final evaluation or the export then
         # resumes after the last epoch instead of from step 0. run_fn deletes it once the
@@ -260,15 +294,18 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             os.path.join(log_dir, "checkpoints", "weights-{epoch:04d}"), save_weights_only=True,
-            save_freq=steps_per_epoch * exp.checkpoint_every_epochs),
+            save_freq=max(steps_per_epoch, schedules.steps_per_epoch(exp)
+                          * exp.checkpoint_every_epochs)),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
         StopOnNonFiniteLoss(backup_dir),
+        StopAtStep(total_steps),
     ]
     if model.polyak is not None:
         callbacks.insert(0, polyak.EvaluateWithAverages(model.polyak))
     validation = {}
     if eval_ds is not None and exp.eval_every_epochs > 0:
-        validation = {"validation_data": eval_ds, "validation_freq": exp.eval_every_epochs}
+        validation = {"validation_data": eval_ds, "validation_freq": max(
+            1, round(exp.eval_every_epochs / labelled_epochs))}
         # Upright only: the rotation-averaged pass would make each evaluation 5x longer (a
         # third of a 1 % rotation run); the final evaluation reports it.
         model.set_rotation_average(False)

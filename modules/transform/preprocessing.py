@@ -20,14 +20,16 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
 
     Args:
       inputs: Raw features, dense [N, 1] as the curated schema declares them.
-      custom_config: `image_size` (crop side) and `resize_size` (shorter side before the crop).
+      custom_config: `image_size` (output side), `resize_size` (shorter side before the
+        crop) and `image_fit` ("resize_crop", the default, or "zero_pad").
 
     Returns:
       `image`: float32 [N, image_size, image_size, 3] in [-1, 1]; `label`: int64 [N].
     """
     encoded = tf.reshape(inputs[features.IMAGE_KEY], [-1])
     images = image_ops.eval_preprocess_batch(
-        encoded, int(custom_config["resize_size"]), int(custom_config["image_size"]))
+        encoded, int(custom_config["resize_size"]), int(custom_config["image_size"]),
+        custom_config.get("image_fit", "resize_crop"))
     outputs = {features.TRANSFORMED_IMAGE_KEY: images}
     if features.LABEL_KEY in inputs:
         outputs[features.TRANSFORMED_LABEL_KEY] = tf.reshape(inputs[features.LABEL_KEY], [-1])

@@ -1,8 +1,9 @@
 """Named presets: one per original S4L config; `get(name, dataset, labels)`.
 
 Each preset carries the original's ImageNet hyper-parameters exactly (S4L_SPEC section 5.3)
-and a Fashion-MNIST counterpart scaled for this CPU by one rule
-(`experiment.scale_for_dataset`). Multi-stage methods name the presets they build on
+and, for small images (Fashion-MNIST, image folders), the method on the shared small-image
+recipe (`experiment.for_dataset`), whose run length the schedule rule sets from the data
+(`modules/trainer/hyper_rule.py`). Multi-stage methods name the presets they build on
 (`pseudo_labels_from`, `init_from`); `stages(name, ...)` lists them in training order.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 from modules.trainer.experiment import Experiment
 from pipeline.presets import (
+    fixmatch,
     moam,
     pseudo_labels,
     s4l_exemplar,
@@ -31,6 +33,7 @@ PRESETS: dict[str, Callable[..., Experiment]] = {
     "moam_step_1": moam.step_1,
     "moam_step_2": moam.step_2,
     "moam_step_3": moam.step_3,
+    "fixmatch": fixmatch.get_config,
 }
 
 

@@ -10,8 +10,10 @@
 * `moam_step_3`: fine-tunes step 2's weights on the labelled subset. Not in the original at
   all; our choice: LR 0.01 (scaled at 256), wd 1e-4, schedule 1,20,25,28,30 labelled epochs.
 
-Fashion-MNIST: the same backbone as every other method (ff 4; the CPU table compares methods
-at one width), B = B_u = 32 for step 1, the budget rule for the epochs.
+Small images: the small-image recipe (experiment.for_dataset) and the same backbone as every
+other method (the CPU table compares methods at one width); step 1: B = B_u = 64, the same
+labelled epochs as every single-network method, the EMA with its half-life in steps; step 3:
+a fine-tune of 30 labelled epochs at a tenth of the recipe's LR (cosine, no step bounds).
 
 Run: .venv/bin/python beam_runner.py --preset moam_step_3   (runs steps 1, 2 and 3)
 """
@@ -32,14 +34,13 @@ def step_1(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
     exp = exp.replace(
         name="moam_step_1",
         losses={"rotation": 0.4, "supervised": 0.3, "vat": 0.3, "entmin": 0.3},
-        unsup_batch_mult=1.0, filters_factor=_width(dataset), weight_decay=2e-4,
+        unsup_batch_mult=1.0, filters_factor=_width(dataset),
         apply_vat_to_labelled=False, vat_eps=experiment.scale_vat_eps(32.0, exp.image_size),
-        vat_xi=1e-6, vat_power_iters=1, polyak_averaging=True, eval_rotation_average=True,
-        lr=0.2, lr_scale_batch_size=256, schedule_epochs=(10, 100, 150, 190, 200))
+        vat_xi=1e-6, vat_power_iters=1, polyak_averaging=True, eval_rotation_average=True)
     if dataset == "imagenet":
-        exp = exp.replace(batch_size=128, checkpoint_every_epochs=10)
-    elif dataset == "fashion_mnist":
-        exp = exp.replace(batch_size=32)
+        exp = exp.replace(batch_size=128, checkpoint_every_epochs=10, weight_decay=2e-4,
+                          lr=0.2, lr_scale_batch_size=256,
+                          schedule_epochs=(10, 100, 150, 190, 200))
     return experiment.scale_for_dataset(exp)
 
 
@@ -52,7 +53,10 @@ def step_2(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
 def step_3(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
     exp = experiment.for_dataset(dataset, labels)
     exp = exp.replace(name="moam_step_3", losses={"supervised": 1.0}, unsup_batch_mult=0.0,
-                      filters_factor=_width(dataset), init_from="moam_step_2",
-                      weight_decay=1e-4, lr=0.01, lr_scale_batch_size=256,
-                      schedule_epochs=(1, 20, 25, 28, 30))
+                      filters_factor=_width(dataset), init_from="moam_step_2")
+    if dataset == "imagenet":
+        exp = exp.replace(weight_decay=1e-4, lr=0.01, lr_scale_batch_size=256,
+                          schedule_epochs=(1, 20, 25, 28, 30))
+    else:
+        exp = exp.replace(lr=exp.lr / 10, schedule_epochs=(1, 30), min_steps=0, max_steps=0)
     return experiment.scale_for_dataset(exp)

@@ -7,6 +7,9 @@ and the pseudo-label elsewhere. ImageNet values = config/pseudo_labels.sh: B = 2
 unlabelled stream, ff 4, wd 1e-4, LR 0.1 (scaled at 256), schedule 5,30,60,90,100 epochs of
 all 1,281,167 training images, checkpoints every 25k steps.
 
+Small images: the small-image recipe (experiment.for_dataset); its labelled epochs are
+passes over all training images, so the schedule rule's upper bound sets its length.
+
 Run: .venv/bin/python beam_runner.py --preset pseudo_labels
 """
 
@@ -20,9 +23,9 @@ def get_config(dataset: str = "fashion_mnist", labels: str = "10pct",
                name: str = "pseudo_labels", labeller: str = "supervised") -> Experiment:
     exp = experiment.for_dataset(dataset, labels)
     exp = exp.replace(name=name, losses={"supervised": 1.0}, unsup_batch_mult=0.0,
-                      pseudo_labels_from=labeller, weight_decay=1e-4, lr=0.1,
-                      lr_scale_batch_size=256, schedule_epochs=(5, 30, 60, 90, 100),
-                      cache_labelled=False)
+                      pseudo_labels_from=labeller, cache_labelled=False)
     if dataset == "imagenet":
-        exp = exp.replace(num_labelled_examples=1_281_167, checkpoint_every_epochs=5)
+        exp = exp.replace(num_labelled_examples=1_281_167, checkpoint_every_epochs=5,
+                          weight_decay=1e-4, lr=0.1, lr_scale_batch_size=256,
+                          schedule_epochs=(5, 30, 60, 90, 100))
     return experiment.scale_for_dataset(exp)

@@ -6,7 +6,8 @@ averaging; losses: classification on the 4 rotated copies + 1.0 x rotation (0.5 
 0.5 labelled). Eval batch 16 in the original; top-1 is reported on upright images, and the
 rotation-averaged accuracy as well.
 
-Fashion-MNIST: B = B_u = 64, the budget rule for the epochs (experiment.scale_for_dataset).
+Small images: the small-image recipe (experiment.for_dataset), B = B_u = 64, the same
+labelled epochs (so the same steps) as supervised.
 
 Run: .venv/bin/python beam_runner.py --preset s4l_rotation
 """
@@ -20,10 +21,8 @@ from modules.trainer.experiment import Experiment
 def get_config(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
     exp = experiment.for_dataset(dataset, labels)
     exp = exp.replace(name="s4l_rotation", losses={"supervised": 1.0, "rotation": 1.0},
-                      unsup_batch_mult=1.0, weight_decay=1e-3, lr=0.03, lr_scale_batch_size=0,
-                      schedule_epochs=(5, 140, 160, 180, 200), eval_rotation_average=True)
+                      unsup_batch_mult=1.0, eval_rotation_average=True)
     if dataset == "imagenet":
-        exp = exp.replace(eval_batch_size=16)
-    elif dataset == "fashion_mnist":
-        exp = exp.replace(batch_size=64)  # 4 x (64 + 64) = 512 images per step
+        exp = exp.replace(weight_decay=1e-3, lr=0.03, lr_scale_batch_size=0,
+                          schedule_epochs=(5, 140, 160, 180, 200), eval_batch_size=16)
     return experiment.scale_for_dataset(exp)

@@ -114,5 +114,6 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
         source=args.source, data_path=fuse_path(data_path),
         labelled_fraction=args.labelled_fraction, label_map_path=label_map, seed=args.seed,
         exclude_labelled=args.exclude_labelled, num_shards=args.num_shards,
-        num_classes=num_classes, label_offset=args.label_offset, fingerprint="")
+        validation_images=args.validation_images, num_classes=num_classes,
+        label_offset=args.label_offset, fingerprint="")
     return experiments, data

@@ -39,3 +39,38 @@ def test_hsv_noise_keeps_range():
     assert out.min() >= 0 and out.max() <= 255 + 1e-3
     # It does change the colours (an identity function passes the range check alone).
     assert np.abs(out - image.numpy()).mean() > 1.0
+
+
+def test_pad_crop_translates_by_at_most_the_padding():
+    image = tf.reshape(tf.range(32 * 32 * 3, dtype=tf.float32) + 1, [32, 32, 3])
+    shifts = set()
+    for i in range(40):
+        out = augment.pad_crop(image, 4, _seed(i)).numpy()
+        assert out.shape == (32, 32, 3)
+        # The pixel that was at (0, 0) is now at (dy, dx), or was cropped away.
+        found = np.argwhere(out[..., 0] == 1.0)
+        if len(found):
+            dy, dx = found[0]
+            assert 0 <= dy <= 4 and 0 <= dx <= 4
+            shifts.add((int(dy), int(dx)))
+        # Everything else is the image, shifted, or zero padding.
+        assert set(np.unique(out)) <= set(np.unique(image.numpy())) | {0.0}
+    assert len(shifts) > 5  # it does move the image
+
+
+def test_small_image_training_view_is_the_eval_canvas_shifted_and_flipped():
+    """No resize skew: with pad_crop 0 and no flip, the training input of a 28x28 image is
+    exactly the Transform (eval) output."""
+    from modules.transform import image_ops
+
+    exp = experiment.for_dataset("fashion_mnist")
+    assert (exp.image_fit, exp.pad_crop, exp.inception_crop) == ("zero_pad", 4, False)
+    encoded = tf.constant(encode(class_image(3, 1, size=(28, 28)), "PNG"))
+    plain = exp.replace(pad_crop=0, flip_lr=False)
+    train = augment.train_preprocess(encoded, _seed(1), plain).numpy()
+    evaluated = image_ops.eval_preprocess(encoded, exp.resize_size, exp.image_size,
+                                          exp.image_fit).numpy()
+    np.testing.assert_array_equal(train, evaluated)
+    assert (evaluated[:2] == -1).all() and (evaluated[:, -2:] == -1).all()  # zero border
+    shifted = augment.train_preprocess(encoded, _seed(1), exp).numpy()
+    assert shifted.shape == (32, 32, 3) and not np.array_equal(shifted, evaluated)

@@ -58,6 +58,10 @@ def test_overrides_are_typed():
     (dict(schedule_epochs=(1, 2.5)), "whole number"),
     (dict(strategy="tpu"), "tpu_address"),
     (dict(strategy="horovod"), "strategy"),
+    (dict(image_fit="stretch"), "image_fit"),
+    (dict(lr_schedule="linear"), "lr_schedule"),
+    (dict(architecture="resnet_cifar_v2", resnet_depth=21), "resnet_depth"),
+    (dict(pad_crop=-1), "pad_crop"),
 ])
 def test_validate_names_preset_and_field(changes, message):
     with pytest.raises(ValueError, match=f"experiment 'supervised'.*{message}|{message}"):

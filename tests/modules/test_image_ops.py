@@ -55,3 +55,23 @@ def test_preprocessing_fn_shapes_and_range():
     np.testing.assert_array_equal(out[features.TRANSFORMED_LABEL_KEY].numpy(), [0, 1, 2])
     assert features.TRANSFORMED_LABEL_KEY not in preprocessing.preprocessing_fn(
         {features.IMAGE_KEY: inputs[features.IMAGE_KEY]}, {"image_size": 32, "resize_size": 36})
+
+
+def test_zero_pad_centres_small_images_and_resizes_large_ones():
+    small = tf.fill([28, 28, 3], 200.0)
+    out = image_ops.zero_pad(small, 32).numpy()
+    assert out.shape == (32, 32, 3)
+    assert (out[2:30, 2:30] == 200).all() and out.sum() == 200 * 28 * 28 * 3
+    large = tf.fill([64, 80, 3], 100.0)
+    out = image_ops.zero_pad(large, 32).numpy()
+    assert out.shape == (32, 32, 3) and np.allclose(out, 100)  # area resize + central crop
+
+
+def test_preprocessing_fn_zero_pad_keeps_the_pixels():
+    image = class_image(1, 2, size=(28, 28))
+    inputs = {features.IMAGE_KEY: tf.constant([encode(image, "PNG")])[:, None]}
+    out = preprocessing.preprocessing_fn(
+        inputs, {"image_size": 32, "resize_size": 32, "image_fit": "zero_pad"})
+    images = out[features.TRANSFORMED_IMAGE_KEY].numpy()
+    np.testing.assert_allclose(images[0, 2:30, 2:30],
+                               np.asarray(image, np.float32) / 255 * 2 - 1, atol=1e-6)

@@ -83,3 +83,38 @@ def test_small_resnet_for_32x32():
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture"):
         model_resnet_v2.build_backbone("vgg")
+
+
+def _cifar_reference_params(width: int, units: int) -> int:
+    """He et al.'s pre-activation CIFAR ResNet counted by hand: basic units of two 3x3
+    convs, widths w, 2w, 4w, 1x1 projections where the width changes, BN gamma/beta."""
+    total = 9 * 3 * width  # root conv
+    channels = width
+    for stage in range(3):
+        out = width * 2 ** stage
+        for _ in range(units):
+            total += 2 * channels  # pre-activation BN
+            if channels != out:
+                total += channels * out  # projection
+            total += 9 * channels * out + 2 * out + 9 * out * out
+            channels = out
+    return total + 2 * channels  # final BN
+
+
+@pytest.mark.parametrize("depth,units", [(20, 3), (32, 5), (8, 1)])
+def test_cifar_resnet_depth_and_width(depth, units):
+    backbone = model_resnet_v2.build_backbone("resnet_cifar_v2", 4, image_size=32, depth=depth)
+    outputs = backbone(tf.zeros([2, 32, 32, 3]))
+    assert outputs["block1"].shape == (2, 32, 32, 16)
+    assert outputs["block3"].shape == (2, 8, 8, 64)
+    assert outputs["pre_logits"].shape == (2, 64)
+    assert _trainable(backbone) == _cifar_reference_params(16, units)
+    convs = [w for w in backbone.trainable_weights if "kernel" in w.name and "proj" not in w.name]
+    assert len(convs) + 1 == depth  # + the classifier head: ResNet-<depth>
+    if depth == 20:
+        assert backbone.count_params() == 273_008  # ResNet-20 w16 of the plain script
+
+
+def test_cifar_resnet_rejects_a_depth_that_is_not_6n_plus_2():
+    with pytest.raises(ValueError, match="6n"):
+        model_resnet_v2.build_backbone("resnet_cifar_v2", 4, depth=21)

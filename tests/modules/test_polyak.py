@@ -7,7 +7,8 @@ import tensorflow as tf
 from modules.trainer import experiment, polyak, training
 
 EXP = experiment.for_dataset("synthetic").replace(num_labelled_examples=64,
-                                                  polyak_averaging=True, weight_decay=0.0)
+                                                  polyak_averaging=True, weight_decay=0.0,
+                                                  polyak_half_life_steps=0.0)
 
 
 def _batch(rng, exp=EXP):
@@ -23,15 +24,38 @@ def test_decay_has_a_half_life_of_one_epoch():
     assert polyak.decay_for(10, half_life_epochs=0.5) ** 5 == pytest.approx(0.5)
 
 
-def test_half_life_scales_with_the_schedule_on_cpu_data_sets():
+def test_small_image_presets_fix_the_half_life_in_steps():
     from pipeline import presets
 
-    assert presets.get("moam_step_1", "imagenet").polyak_half_life_epochs == 1.0
-    cpu = presets.get("moam_step_1", "fashion_mnist")
-    # One epoch of the original's 200 is 1/200 of the run, whatever its length.
-    assert cpu.polyak_half_life_epochs == pytest.approx(cpu.schedule_epochs[-1] / 200)
+    imagenet = presets.get("moam_step_1", "imagenet")
+    assert (imagenet.polyak_half_life_epochs, imagenet.polyak_half_life_steps) == (1.0, 0.0)
+    small = presets.get("moam_step_1", "fashion_mnist")
+    assert small.polyak_half_life_steps == experiment.SMALL_POLYAK_HALF_LIFE_STEPS
+    model = training.build_model(small.replace(num_labelled_examples=600))
+    assert model.polyak.decay ** small.polyak_half_life_steps == pytest.approx(0.5)
+    assert model.polyak.warm_up
     with pytest.raises(ValueError, match="polyak_half_life_epochs"):
-        cpu.replace(polyak_half_life_epochs=0.0).validate()
+        small.replace(polyak_half_life_epochs=0.0).validate()
+    with pytest.raises(ValueError, match="polyak_half_life_steps"):
+        small.replace(polyak_half_life_steps=-1.0).validate()
+
+
+def test_warm_up_averages_from_the_first_steps():
+    """With the warm-up, step t uses min(decay, (1 + t) / (10 + t)): 0.1 at the first
+    update, so a short run's average is not held at the initial weights."""
+    exp = EXP.replace(polyak_half_life_steps=1000.0)
+    model = training.build_model(exp)
+    assert model.polyak.warm_up
+    expected = [v.numpy() for v in model.trainable_variables]
+    rng = np.random.default_rng(0)
+    for t in range(3):
+        model.train_step(_batch(rng, exp))
+        decay = min(model.polyak.decay, (1 + t) / (10 + t))
+        expected = [decay * e + (1 - decay) * v.numpy()
+                    for e, v in zip(expected, model.trainable_variables, strict=True)]
+    assert int(model.polyak.updates) == 3
+    for shadow, want in zip(model.polyak.shadows, expected, strict=True):
+        np.testing.assert_allclose(shadow.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_ema_update_matches_numpy():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from modules.trainer import schedules
+from modules.trainer import schedules, training
 from pipeline import presets
 
 
@@ -36,4 +36,20 @@ def test_unset_labelled_count_is_an_error():
     exp = presets.get("supervised", dataset="fashion_mnist")
     with pytest.raises(ValueError, match="num_labelled_examples is unset"):
         schedules.total_steps(exp)
-    assert schedules.steps_per_epoch(exp.replace(num_labelled_examples=6000)) == 46
+    assert schedules.steps_per_epoch(exp.replace(num_labelled_examples=6000)) == 93
+
+
+def test_small_image_recipe_is_cosine_with_linear_warm_up():
+    exp = presets.get("supervised", "fashion_mnist").replace(num_labelled_examples=640)
+    # 10 steps per epoch, 200 epochs: 60 warm-up steps (3 %), cosine to 0 at step 2,000.
+    assert (schedules.steps_per_epoch(exp), schedules.total_steps(exp)) == (10, 2_000)
+    lr = schedules.learning_rate(exp)
+    base = exp.base_lr
+    assert base == pytest.approx(0.05)  # 0.1 per 128 images at batch 64
+    assert float(lr(0)) == 0.0
+    assert float(lr(30)) == pytest.approx(base / 2)
+    assert float(lr(60)) == pytest.approx(base)
+    assert float(lr(60 + 970)) == pytest.approx(base / 2, rel=1e-3)  # half-way down
+    assert float(lr(2_000)) == pytest.approx(0.0, abs=1e-7)
+    optimizer = training.build_model(exp).optimizer
+    assert optimizer.nesterov and optimizer.momentum == 0.9

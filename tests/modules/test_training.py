@@ -58,6 +58,22 @@ def test_fit_runs_the_scheduled_steps(tmp_path):
     assert (tmp_path / "logs" / "checkpoints" / "weights-0002.index").is_file()
 
 
+def test_short_labelled_epochs_are_merged_into_rounds_and_stop_on_the_last_step(tmp_path):
+    """1 step per labelled epoch (16 images, batch 16), 115 epochs: rounds of 11 epochs
+    (at least 10 rounds), the last one cut at step 115, not 121; evaluations every round."""
+    exp = SYNTHETIC.replace(num_labelled_examples=16, schedule_epochs=(0, 115),
+                            eval_every_epochs=11)
+    assert training.fit_epoch_length(exp) == 11
+    model = training.fit(exp, _batches(exp).repeat(), _batches(exp).map(
+        lambda b: (b["labelled"]["image"], b["labelled"]["label"])),
+        str(tmp_path / "logs"), str(tmp_path / "backup"), tf.distribute.get_strategy())
+    assert int(model.optimizer.iterations) == 115
+    assert len(model.history.history["total_loss"]) == 11
+    assert len(model.history.history["val_top1"]) == 11
+    # Long labelled epochs stay one round each (ImageNet: 500 steps per epoch).
+    assert training.fit_epoch_length(SYNTHETIC.replace(num_labelled_examples=16 * 500)) == 1
+
+
 def test_backup_outlives_fit_so_a_kill_after_training_does_not_retrain(tmp_path):
     """A run killed during the final evaluation or export resumes after its last epoch."""
     exp = SYNTHETIC.replace(schedule_epochs=(0, 2), checkpoint_every_epochs=1)

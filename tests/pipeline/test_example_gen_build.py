@@ -56,6 +56,34 @@ def test_exclude_labelled(image_folder, tmp_path):
     assert len(unlabelled) == 32 and not labelled & unlabelled
 
 
+def test_validation_hold_out_replaces_the_test_set(image_folder, tmp_path):
+    """--validation_images: eval = class-balanced training images in neither training split;
+    the labelled count stays the fraction of all training images; the test images are not
+    read (a broken test image would be rejected if they were)."""
+    bad_test = os.path.join(image_folder, "test", "class_0", "zz_broken.png")
+    with open(bad_test, "wb") as f:
+        f.write(b"not an image")
+    stats = _build(image_folder, tmp_path / "out", labelled_fraction=0.2, seed=1,
+                   validation_images=8)
+    labelled = set(_read(tmp_path / "out", "labelled"))
+    unlabelled = set(_read(tmp_path / "out", "unlabelled"))
+    held = _read(tmp_path / "out", "eval")
+    assert len(held) == 8 and sorted(label for _, label in held) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert not set(held) & (labelled | unlabelled)
+    assert len(labelled) == 8 and len(unlabelled) == 32 and labelled <= unlabelled
+    assert stats["selection"]["eval_from"] == "validation_hold_out"
+    assert stats["rejected"]["count"] == 0
+    # Another seed holds out other images; the same seed the same ones.
+    again = _build(image_folder, tmp_path / "again", labelled_fraction=0.2, seed=1,
+                   validation_images=8)
+    assert _read(tmp_path / "again", "eval") == held and again["splits"] == stats["splits"]
+    _build(image_folder, tmp_path / "other", labelled_fraction=0.2, seed=2,
+           validation_images=8)
+    assert set(_read(tmp_path / "other", "eval")) != set(held)
+    with pytest.raises(splits.SplitError, match="validation_images=2"):
+        _build(image_folder, tmp_path / "few", validation_images=2)  # < 1 per class
+
+
 def test_bad_records_are_counted_named_and_skipped(image_folder, tmp_path):
     bad = os.path.join(image_folder, "train", "class_1", "zz_corrupt.jpg")
     with open(bad, "wb") as f:

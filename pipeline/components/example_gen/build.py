@@ -3,7 +3,9 @@
 One streaming pass converts and validates every training record and writes it to the
 `unlabelled` split (S4L's unlabelled stream is all training images, labelled ones included,
 S4L_SPEC section 1.5); the labelled subset is then filtered out of those already-converted
-records, so each image is decoded once. The test part becomes `eval`.
+records, so each image is decoded once. The test part becomes `eval`, or, with
+`validation_images`, a class-balanced hold-out of the training images does (for tuning
+without reading the test set; the held-out images are in neither training split).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class SplitOptions:
     seed: int = 0
     exclude_labelled: bool = False
     num_shards: int = 4
+    # > 0: the eval split is this many training images (class-balanced, seeded), held out of
+    # both training splits; the test images are not read.
+    validation_images: int = 0
 
 
 def shard_path(split_dir: str, index: int, num_shards: int) -> str:
@@ -148,9 +153,16 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
     train_refs = list(_convert(source, TRAIN, writer, rejections))
     writer.close()
 
+    held_out: set[int] = set()
+    if options.validation_images:
+        # Never an image the label map names: the map says exactly which are labelled.
+        in_map = {i for i, (name, _) in enumerate(train_refs)
+                  if label_map is not None and name in label_map}
+        held_out = _hold_out(train_refs, options, len(class_names), exclude=in_map)
     missing_names: list[str] = []
     if label_map is not None:
-        chosen = [name in label_map for name, _ in train_refs]
+        chosen = [name in label_map and i not in held_out
+                  for i, (name, _) in enumerate(train_refs)]
         missing_names = splits_lib.check_label_map_matches(
             options.label_map_path, label_map, (name for name, _ in train_refs))
         per_class_target = None
@@ -158,7 +170,10 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
         sampler = splits_lib.BalancedSampler(options.seed)
         for position, (name, label) in enumerate(train_refs):
             sampler.add(position, name, label)
-        selected = sampler.select(options.labelled_fraction, len(class_names))
+        # A fraction of all training images, held-out ones included: tuning runs then train
+        # on as many labelled images as the final runs.
+        selected = sampler.select(options.labelled_fraction, len(class_names),
+                                  exclude=held_out)
         chosen = [position in selected for position in range(len(train_refs))]
         per_class_target = splits_lib.per_class_target(
             options.labelled_fraction, len(train_refs), len(class_names))
@@ -169,16 +184,23 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
     if labelled_count == 0:
         raise splits_lib.SplitError(
             f"the labelled split is empty ({len(train_refs)} valid training images)")
-    if options.exclude_labelled:
+    in_unlabelled = [not (options.exclude_labelled and c) and i not in held_out
+                     for i, c in enumerate(chosen)]
+    if held_out:
+        _filter(split_dir[features.UNLABELLED_SPLIT], split_dir[features.EVAL_SPLIT],
+                num_shards, (i in held_out for i in range(len(train_refs))))
+    if not all(in_unlabelled):
         kept_dir = split_dir[features.UNLABELLED_SPLIT] + ".tmp"
         tf.io.gfile.rename(split_dir[features.UNLABELLED_SPLIT], kept_dir)
-        _filter(kept_dir, split_dir[features.UNLABELLED_SPLIT], num_shards,
-                (not c for c in chosen))
+        _filter(kept_dir, split_dir[features.UNLABELLED_SPLIT], num_shards, in_unlabelled)
         tf.io.gfile.rmtree(kept_dir)
 
-    writer = _ShardedWriter(split_dir[features.EVAL_SPLIT], num_shards)
-    eval_refs = list(_convert(source, TEST, writer, rejections))
-    writer.close()
+    if held_out:
+        eval_refs = [ref for i, ref in enumerate(train_refs) if i in held_out]
+    else:
+        writer = _ShardedWriter(split_dir[features.EVAL_SPLIT], num_shards)
+        eval_refs = list(_convert(source, TEST, writer, rejections))
+        writer.close()
 
     name_counts = collections.Counter(name for name, _ in train_refs)
     duplicates = sorted(name for name, n in name_counts.items() if n > 1)
@@ -187,8 +209,8 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
         logging.warning("S4LExampleGen: %d training file names occur more than once, e.g. %s",
                         len(duplicates), duplicates[:5])
     labelled_labels = [label for (_, label), c in zip(train_refs, chosen, strict=True) if c]
-    unlabelled_labels = [label for (_, label), c in zip(train_refs, chosen, strict=True)
-                         if not (options.exclude_labelled and c)]
+    unlabelled_labels = [label for (_, label), keep in zip(train_refs, in_unlabelled,
+                                                           strict=True) if keep]
     stats = {
         "source": source.name,
         "classes": class_names,
@@ -201,6 +223,9 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
             "per_class_target": per_class_target,
             "seed": options.seed,
             "exclude_labelled_from_unlabelled": options.exclude_labelled,
+            # "test": the source's test images; "validation_hold_out": training images.
+            "eval_from": "validation_hold_out" if held_out else "test",
+            "validation_images": len(held_out),
         },
         "splits": {
             features.LABELLED_SPLIT: _describe(labelled_labels, class_names),
@@ -222,6 +247,20 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
     with tf.io.gfile.GFile(os.path.join(output_uri, features.SPLIT_STATS_FILE), "w") as f:
         f.write(json.dumps(stats, indent=1))
     return stats
+
+
+def _hold_out(train_refs: list[tuple[str, int]], options: SplitOptions,
+              num_classes: int, exclude: set[int]) -> set[int]:
+    """Positions of the validation hold-out: validation_images / classes per class."""
+    per_class = options.validation_images // num_classes
+    if per_class < 1 or options.validation_images >= len(train_refs):
+        raise splits_lib.SplitError(
+            f"validation_images={options.validation_images} must be at least one per class "
+            f"({num_classes}) and fewer than the {len(train_refs)} valid training images")
+    sampler = splits_lib.BalancedSampler(options.seed, salt="validation:")
+    for position, (name, label) in enumerate(train_refs):
+        sampler.add(position, name, label)
+    return sampler.select_per_class(per_class, exclude)
 
 
 def _describe(labels: list[int], class_names: list[str]) -> dict:

@@ -27,6 +27,7 @@ def S4LExampleGen(  # noqa: N802 - TFX component names are CamelCase.
     seed: tfx.dsl.components.Parameter[int],
     exclude_labelled: tfx.dsl.components.Parameter[int],
     num_shards: tfx.dsl.components.Parameter[int],
+    validation_images: tfx.dsl.components.Parameter[int],
     num_classes: tfx.dsl.components.Parameter[int],
     label_offset: tfx.dsl.components.Parameter[int],
     source_fingerprint: tfx.dsl.components.Parameter[str],
@@ -40,7 +41,8 @@ def S4LExampleGen(  # noqa: N802 - TFX component names are CamelCase.
                                label_offset=label_offset)
     options = build.SplitOptions(
         labelled_fraction=labelled_fraction, label_map_path=label_map_path, seed=seed,
-        exclude_labelled=bool(exclude_labelled), num_shards=num_shards)
+        exclude_labelled=bool(exclude_labelled), num_shards=num_shards,
+        validation_images=validation_images)
     stats = build.build_splits(data, examples.uri, options)
     examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
     examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)

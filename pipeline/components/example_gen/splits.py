@@ -42,10 +42,13 @@ def sample_key(seed: int, filename: str, position: int) -> int:
 
 
 class BalancedSampler:
-    """Streams (position, filename, label) and keeps the `per_class` smallest keys per class."""
+    """Streams (position, filename, label) and keeps the `per_class` smallest keys per class.
 
-    def __init__(self, seed: int):
-        self.seed = seed
+    `salt` gives an independent sample from the same seed (the validation hold-out).
+    """
+
+    def __init__(self, seed: int, salt: str = ""):
+        self.seed = f"{salt}{seed}" if salt else seed
         self.class_counts: Counter = Counter()
         self._keys: list[tuple[int, int, int]] = []  # (key, position, label)
 
@@ -53,12 +56,20 @@ class BalancedSampler:
         self.class_counts[label] += 1
         self._keys.append((sample_key(self.seed, filename, position), position, label))
 
-    def select(self, fraction: float, num_classes: int) -> set[int]:
-        """Returns the positions of the labelled images."""
-        target = per_class_target(fraction, sum(self.class_counts.values()), num_classes)
+    def select(self, fraction: float, num_classes: int, num_train: int | None = None,
+               exclude: set[int] | frozenset[int] = frozenset()) -> set[int]:
+        """Returns the positions of the labelled images: per class, `fraction` of `num_train`
+        (default: every added image) over the classes, never one of `exclude`."""
+        total = num_train if num_train is not None else sum(self.class_counts.values())
+        return self.select_per_class(per_class_target(fraction, total, num_classes), exclude)
+
+    def select_per_class(self, target: int,
+                         exclude: set[int] | frozenset[int] = frozenset()) -> set[int]:
+        """The positions of the `target` smallest keys of each class, skipping `exclude`."""
         by_class: dict[int, list[tuple[int, int]]] = {}
         for key, position, label in self._keys:
-            by_class.setdefault(label, []).append((key, position))
+            if position not in exclude:
+                by_class.setdefault(label, []).append((key, position))
         chosen: set[int] = set()
         for items in by_class.values():
             chosen.update(position for _, position in heapq.nsmallest(target, items))

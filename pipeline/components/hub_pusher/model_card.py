@@ -17,6 +17,15 @@ INPUT_RANGE = (-1.0, 1.0)
 MODULE_OUTPUTS = {"classification": "logits", "feature_vector": "pre_logits"}
 
 
+_PREPROCESSING = {
+    "resize_crop": "RGB, shorter side area-resized to resize_size, central crop to "
+                   "image_size, scaled to [-1, 1]",
+    "zero_pad": "RGB, centred on an image_size x image_size zero canvas without resizing "
+                "(larger images: shorter side area-resized to image_size, central crop), "
+                "scaled to [-1, 1] (zero pixels become -1)",
+}
+
+
 def data_facts(split_stats: dict[str, Any] | None) -> dict[str, Any]:
     """Classes, split sizes and the labelled fraction from ExampleGen's split_stats.json."""
     if not split_stats:
@@ -71,8 +80,7 @@ def build_card(*, model_name: str, version: str, published_at: str, source_model
             "dtype": "float32",
             "range": list(INPUT_RANGE),
             "image_size": image_size,
-            "preprocessing": "RGB, shorter side area-resized to resize_size, central crop to "
-                             "image_size, scaled to [-1, 1]",
+            "preprocessing": _PREPROCESSING[experiment.get("image_fit", "resize_crop")],
             "resize_size": experiment.get("resize_size"),
         },
         "method": {
