@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    exp = presets.get("supervised", "fashion_mnist").replace(num_labelled_examples=6000)
+    # float32 for both: the plain model runs under the global (float32) Keras policy.
+    exp = presets.get("supervised", "fashion_mnist").replace(num_labelled_examples=6000,
+                                                            precision="float32")
     trainer, plain = training.build_model(exp), plain_model(exp)
     rates = {"trainer": [], "plain": []}
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits both

@@ -130,19 +130,26 @@ def test_refresh_rederives_rows_from_the_run_that_wrote_them(tmp_path, monkeypat
 
 
 def test_targets_say_by_how_much_they_are_met_or_missed():
-    rows = [{"method": m, "labels": lab, "seeds": n, "top1_median": t}
-            for m, lab, n, t in (("supervised", "1pct", 3, "80.00"),
-                                 ("s4l_rotation", "1pct", 2, "84.50"),
-                                 ("vat", "10pct", 1, "94.00"), ("supervised", "10pct", 3, "90.00"),
-                                 ("vat", "1pct", 1, ""))]
-    best_1pct, best_10pct, rotation = label_efficiency.targets(rows)
+    rows = [{"method": m, "labels": lab, "seeds": n, "top1_median": t, "rot_avg_top1": r}
+            for m, lab, n, t, r in (("supervised", "1pct", 3, "80.00", ""),
+                                    ("s4l_rotation", "1pct", 2, "84.50", "85.00"),
+                                    ("vat", "10pct", 1, "94.00", ""),
+                                    ("supervised", "10pct", 3, "90.00", ""),
+                                    ("vat", "1pct", 1, "", ""))]
+    by_name = {t["target"]: t for t in label_efficiency.targets(rows)}
+    supervised = by_name["supervised at 1pct, top-1 >= 83.0"]
+    assert (supervised["measured"], supervised["margin"], supervised["met"]) == (
+        "80.00", -3.0, "no")
+    best_1pct = by_name["best method at 1pct, top-1 >= 90.0"]
     assert (best_1pct["measured"], best_1pct["margin"], best_1pct["met"]) == (
         "84.50 (s4l_rotation)", -5.5, "no")
+    best_10pct = by_name["best method at 10pct, top-1 >= 93.5"]
     assert (best_10pct["measured"], best_10pct["margin"], best_10pct["met"]) == (
         "94.00 (vat)", 0.5, "yes")
-    assert (rotation["measured"], rotation["seeds"], rotation["margin"], rotation["met"]) == (
-        "+4.50", 2, 1.5, "yes")
-    assert label_efficiency.targets([])[2]["met"] == ""
+    rotation = by_name["1pct: s4l_rotation rotation-averaged - supervised >= 1.5 points"]
+    assert (rotation["measured"], rotation["margin"], rotation["met"]) == ("+5.00", 3.5, "yes")
+    assert by_name["moam_step_3 at 1pct, top-1 >= 88.0"]["met"] == ""  # not run: no verdict
+    assert all(t["met"] == "" for t in label_efficiency.targets([]))
 
 
 def test_peak_memory_is_attributed_to_the_running_component():

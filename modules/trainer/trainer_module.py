@@ -42,7 +42,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         index = 1 if exp.pseudo_labels_from else 0
         count = data.count_examples(fn_args.train_files[index], features.SPLITS[index])
         exp = exp.replace(num_labelled_examples=count)
-    exp = hyper_rule.fit_schedule(exp)
+    exp = training.resolve_precision(hyper_rule.fit_schedule(exp))
     keras.utils.set_random_seed(exp.seed)
     if "vat" in exp.losses:
         # VAT's xi-scaled finite differences are at float32's resolution; TF32 matmuls on

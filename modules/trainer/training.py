@@ -185,6 +185,35 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"{self.backup_dir}. Lower the learning rate or check the input data.")
 
 
+# CPU flags (Linux /proc/cpuinfo) of oneDNN's fast bfloat16 kernels. Without them (AVX2-only
+# CPUs) TensorFlow falls back to Eigen's bfloat16 kernels, several times slower than float32.
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_fast_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def resolve_precision(exp: Experiment) -> Experiment:
+    """`exp` with precision "auto" replaced by what this machine runs fast: mixed_bfloat16
+    on TPUs and on CPUs with AMX or AVX-512 BF16, float32 on GPUs and other CPUs."""
+    if exp.precision != "auto":
+        return exp
+    if exp.strategy == "tpu":
+        chosen = "mixed_bfloat16"
+    elif tf.config.list_physical_devices("GPU"):
+        chosen = "float32"
+    else:
+        chosen = "mixed_bfloat16" if cpu_has_fast_bfloat16() else "float32"
+    logging.info("Precision auto -> %s", chosen)
+    return exp.replace(precision=chosen)
+
+
 def build_model(exp: Experiment) -> S4LModel:
     """An S4LModel with its SGD optimizer, built (variables created) for exp.image_size.
 
@@ -192,6 +221,7 @@ def build_model(exp: Experiment) -> S4LModel:
     variables; the heads stay float32. The global Keras policy is restored afterwards (layers
     keep the policy they were built with).
     """
+    exp = resolve_precision(exp)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(exp.precision)
     try:

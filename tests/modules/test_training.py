@@ -144,3 +144,21 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_backup(tmp_path,
         training.fit(exp, data, None, str(tmp_path / "logs"), str(tmp_path / "backup"),
                      tf.distribute.get_strategy())
     assert any((tmp_path / "backup").rglob("*.index")), "the epoch-1 backup was deleted"
+
+
+def test_auto_precision_follows_the_cpu(tmp_path, monkeypatch):
+    amx = tmp_path / "amx"
+    amx.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f amx_tile amx_bf16\n")
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor : 0\nflags : fpu sse2 avx2 fma\n")
+    assert training.cpu_has_fast_bfloat16(str(amx))
+    assert not training.cpu_has_fast_bfloat16(str(avx2))
+    assert not training.cpu_has_fast_bfloat16(str(tmp_path / "missing"))
+    auto = SYNTHETIC.replace(precision="auto")
+    for fast, chosen in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(training, "cpu_has_fast_bfloat16", lambda fast=fast: fast)
+        assert training.resolve_precision(auto).precision == chosen
+        assert training.build_model(auto).exp.precision == chosen
+    assert training.resolve_precision(auto.replace(strategy="tpu", tpu_address="t")).precision \
+        == "mixed_bfloat16"
+    assert training.resolve_precision(SYNTHETIC).precision == "float32"  # explicit: kept

@@ -59,6 +59,14 @@ def test_image_folder_layout_errors(tmp_path):
     (tmp_path / "test" / "b").mkdir(parents=True)
     with pytest.raises(sources.SourceError, match="classes that train lacks"):
         sources.ImageFolderSource(str(tmp_path))
+    (tmp_path / "test" / "b").rmdir()
+    (tmp_path / "test" / "a").mkdir()
+    sources.ImageFolderSource(str(tmp_path))  # a valid layout
+    # An image dropped directly into train/ has no class: an error naming it, not a skip.
+    Image.new("RGB", (4, 4)).save(tmp_path / "train" / "loose.png")
+    (tmp_path / "train" / ".DS_Store").write_bytes(b"x")  # hidden: ignored by rule
+    with pytest.raises(sources.SourceError, match=r"outside the class folders.*loose\.png"):
+        sources.ImageFolderSource(str(tmp_path))
 
 
 def _slim_example(label, filename, encoded=b"jpeg-bytes"):

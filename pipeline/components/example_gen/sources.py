@@ -223,13 +223,24 @@ class ImageFolderSource(DataSource):
                               " (the evaluation would not cover them)")
 
     def _class_folders(self, part: str) -> list[str]:
-        """The sorted class folders of `part`; hidden entries are ignored and remembered."""
-        classes = []
+        """The sorted class folders of `part`; hidden entries are ignored and remembered.
+
+        Raises:
+          SourceError: a file (not a hidden one) sits directly in `part`, outside every
+            class folder: it has no label, and dropping it unseen would lose an image.
+        """
+        classes, stray = [], []
         for name in sorted(os.listdir(os.path.join(self.root, part))):
             if is_hidden(name):
                 self._ignore(os.path.join(part, name))
             elif os.path.isdir(os.path.join(self.root, part, name)):
                 classes.append(name)
+            else:
+                stray.append(name)
+        if stray:
+            raise SourceError(
+                f"{self.root}/{part} has {len(stray)} file(s) outside the class folders, e.g. "
+                f"{stray[:5]}: images must be in {part}/<class>/; move or delete them")
         return classes
 
     def _ignore(self, rel: str) -> None:
