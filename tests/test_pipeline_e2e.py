@@ -182,8 +182,10 @@ def test_model_under_min_top1_is_neither_blessed_nor_pushed_nor_published(pipeli
     hub = pipeline_run["out"] / "serving_model" / "hub" / "supervised"
     before = (_versions(serving), _versions(hub))
     # The value threshold alone: any drop against the previous model is allowed.
-    summary = _rerun(pipeline_run, "under_min_top1", *UNTRAINED, "--max_top1_drop", "1.0")
-    assert summary["top1"] < 0.5
+    # A floor of 0.8: chance is 0.25, but a random start can reach 0.5 on these easy images.
+    summary = _rerun(pipeline_run, "under_min_top1", *UNTRAINED, "--max_top1_drop", "1.0",
+                     "--min_top1", "0.8")
+    assert summary["top1"] < 0.8
     assert summary["blessed"] is False and summary["pushed"] is False
     assert not summary.get("hub_pushed")
     assert (_versions(serving), _versions(hub)) == before
