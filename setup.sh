@@ -56,7 +56,7 @@ fi
 echo "setup.sh: installing the pinned TFX 1.16 stack (a few minutes on a fresh machine)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
 # tfx 1.16 declares tensorflow-hub<0.16, but 0.15.0 fails to import under TF 2.16; 0.16.1
-# works with this stack (TFX_NOTES section 1). It needs nothing the set lacks: --no-deps.
+# works with this stack (docs/environment.md §1). It needs nothing the set lacks: --no-deps.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
   "tensorflow-hub==$HUB_VERSION"
 echo "$WANT" > "$STAMP"

@@ -67,10 +67,17 @@ def git_revision() -> str:
     return f"{head}-dirty" if changed else head
 
 
+def training_record_path(stage: dict) -> str:
+    """Where the Trainer wrote its run record for a stage of summary.json."""
+    from modules import features
+
+    return os.path.join(stage.get("tensorboard_logdir") or "", features.RUN_RECORD_FILE)
+
+
 def training_record(stage: dict) -> dict:
     """The Trainer's experiment.json (eval history, final evaluation, fit time) of a stage of
     summary.json, or {} where the run left none."""
-    path = os.path.join(stage.get("tensorboard_logdir") or "", "experiment.json")
+    path = training_record_path(stage)
     if not os.path.exists(path):
         return {}
     with open(path) as f:

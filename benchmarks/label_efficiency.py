@@ -45,10 +45,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import common  # noqa: E402
+from benchmarks import label_efficiency_experiments as experiments  # noqa: E402
+from benchmarks import label_efficiency_tables as tables  # noqa: E402
 
 RUNS_DIR = os.path.join(REPO, "runs", "label_efficiency")
 RESULTS = os.path.join(common.RESULTS_DIR, "label_efficiency")
-FRACTION = {"1pct": 0.01, "10pct": 0.1}
 DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_exemplar,vat,vat_entmin,pseudo_labels,"
                    "moam_step_3,fixmatch")
 # Set by --validation_images: evaluate on held-out training images, results apart.
@@ -100,61 +101,11 @@ def run_dir(labels: str, seed: int) -> str:
 
 def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str]:
     """`beam_runner.py`'s arguments for one cell of the table."""
-    args = ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
-            "--labels", labels, "--seed", str(seed), "--output_dir", run_dir(labels, seed),
+    args = [*experiments.cell_flags(preset, labels, seed), "--output_dir", run_dir(labels, seed),
             "--pipeline_name", f"le-{labels}-{seed}", "--min_top1", "0"]
     if VALIDATION["images"]:
         args += ["--validation_images", str(VALIDATION["images"])]
     return args + (["--data_path", data_path] if data_path else [])
-
-
-def expected_experiments(preset: str, labels: str, seed: int) -> dict[str, dict]:
-    """Every stage's experiment that a run of the cell would use now, by stage name."""
-    import beam_runner
-    from pipeline import presets
-
-    if preset not in presets.PRESETS:  # checked here: argparse would exit instead
-        raise ValueError(f"unknown preset {preset!r}")
-    args = beam_runner.build_parser().parse_args(runner_args(preset, labels, seed, ""))
-    return {exp.name: json.loads(json.dumps(exp.to_dict()))
-            for exp in beam_runner.make_experiments(args, num_classes=10)}
-
-
-def expected_experiment(preset: str, labels: str, seed: int) -> dict:
-    """The final stage's experiment that a run of the cell would use now."""
-    return list(expected_experiments(preset, labels, seed).values())[-1]
-
-
-# Fields that do not change the trained model, and fields that only some methods read.
-_EVAL_ONLY = {"eval_every_epochs", "eval_rotation_average", "eval_batch_size",
-              "checkpoint_every_epochs"}
-_METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "triplet_")}
-
-
-def _changed(now: dict, then: dict, ignore: set[str]) -> list[str]:
-    unused = tuple(prefix for method, prefixes in _METHOD_FIELDS.items()
-                   if method not in now["losses"] for prefix in prefixes)
-    return sorted(k for k in set(now) | set(then)
-                  if now.get(k) != then.get(k) and k not in _EVAL_ONLY | ignore
-                  and not k.startswith(unused))
-
-
-def stale_fields(result: dict) -> list[str]:
-    """Fields of the recorded run's experiment that the preset now sets differently (a field
-    the record lacks counts, unless the method does not read it), then those of the stages it
-    builds on, as "stage.field" (a changed MOAM step 1 makes steps 2 and 3 stale too)."""
-    now = expected_experiments(result["preset"], result["labels"], result["seed"])
-    changed = _changed(list(now.values())[-1], result.get("experiment", {}), set())
-    for row in result.get("stages", [])[:-1]:
-        if not row.get("experiment"):  # results written before stages recorded theirs
-            continue
-        if row["method"] not in now:
-            changed.append(f"{row['method']} (no longer a stage)")
-            continue
-        # The Trainer's record holds the labelled count read from the data, the preset 0.
-        changed += [f"{row['method']}.{k}" for k in _changed(
-            now[row["method"]], row["experiment"], {"num_labelled_examples"})]
-    return changed
 
 
 def _summary_copy(preset: str, labels: str, seed: int) -> str:
@@ -167,7 +118,7 @@ def _trained_before(stage: dict, start: float) -> bool:
     """Whether the stage's network came from the TFX cache (trained by an earlier run)."""
     if not stage.get("tensorboard_logdir"):
         return False
-    path = os.path.join(stage["tensorboard_logdir"], "experiment.json")
+    path = common.training_record_path(stage)
     return os.path.exists(path) and os.path.getmtime(path) < start
 
 
@@ -273,7 +224,7 @@ def current_results() -> tuple[list[dict], list[str]]:
                 with open(os.path.join(RESULTS, name)) as f:
                     result = json.load(f)
                 try:
-                    changed = stale_fields(result)
+                    changed = experiments.stale_fields(result)
                 except (KeyError, ValueError) as e:  # a preset or labels that no longer exist
                     print(f"{name}: cannot rebuild its preset ({e}); left out", flush=True)
                     changed = ["preset"]
@@ -316,134 +267,6 @@ def missing_cells(presets: list[str], labels: list[str], seeds: list[int],
     return "; ".join(parts)
 
 
-def table(results: list[dict]) -> list[dict]:
-    """Mean, spread and median over seeds of every (method, labels) in `results`.
-
-    A method's own run gives its cell for a seed; a stage trained on the way to another
-    preset (pseudo_labels' supervised labeller, MOAM steps 1 and 2) fills the cell only where
-    no such run exists, so every seed counts once."""
-    own: dict[tuple[str, str, int], dict] = {}
-    nested: dict[tuple[str, str, int], dict] = {}
-    for result in results:
-        for row in result["stages"]:
-            runs = own if row["method"] == result["preset"] else nested
-            runs.setdefault((row["method"], result["labels"], result["seed"]),
-                            dict(row, seed=result["seed"],
-                                 machine=common.short_cpu(result.get("machine", {}).get("cpu", "")),
-                                 wall_time_s=result["wall_time_s"]
-                                 if runs is own and not row.get("from_cache") else None))
-    cells: dict[tuple[str, str], list[dict]] = {}
-    for (method, labels, _), row in sorted({**nested, **own}.items()):
-        cells.setdefault((method, labels), []).append(row)
-    rows = []
-    for (method, labels), runs in sorted(cells.items()):
-        top1 = [r["top1"] for r in runs if r["top1"] is not None]
-        walls = [r["wall_time_s"] for r in runs if r["wall_time_s"]]
-        train = [r["train_s"] for r in runs if r.get("train_s")]
-        method_train = [r["method_train_s"] for r in runs if r.get("method_train_s")]
-        top5 = [r["top5"] for r in runs if r["top5"] is not None]
-        rows.append({
-            "method": method, "labels": labels, "seeds": len(runs),
-            "top1_median": _pct(statistics.median(top1)) if top1 else "",
-            "top1_mean": _pct(statistics.mean(top1)) if top1 else "",
-            "top1_spread": _pct(max(top1) - min(top1)) if len(top1) > 1 else "",
-            "top5_median": _pct(statistics.median(top5)) if top5 else "",
-            "median_last3_top1": _pct(statistics.median(last)) if (last := [
-                r["median_last3_top1"] for r in runs if r.get("median_last3_top1")]) else "",
-            "rot_avg_top1": _pct(statistics.median(rot)) if (rot := [
-                r["rot_avg_top1"] for r in runs if r.get("rot_avg_top1")]) else "",
-            "train_img_per_s": round(statistics.median(ips)) if (ips := [
-                r["train_images_per_s"] for r in runs if r.get("train_images_per_s")]) else "",
-            "epochs": runs[0]["epochs"],
-            "train_min": round(statistics.median(train) / 60, 1) if train else "",
-            "method_train_min": (round(statistics.median(method_train) / 60, 1)
-                                 if method_train else ""),
-            "wall_min": round(statistics.mean(walls) / 60, 1) if walls else "",
-            "machines": _machines(runs)})
-    return rows
-
-
-def _machines(runs: list[dict]) -> str:
-    """Which CPU ran which seeds ("AMD EPYC: 0; Intel Xeon: 1, 2"): the time columns pool
-    the seeds, so where two machines of different speed ran them, they mix both."""
-    seeds: dict[str, list[int]] = {}
-    for run in sorted(runs, key=lambda r: r["seed"]):
-        seeds.setdefault(run["machine"] or "unknown", []).append(run["seed"])
-    return "; ".join(f"{cpu}: {', '.join(map(str, s))}" for cpu, s in seeds.items())
-
-
-def targets(rows: list[dict]) -> list[dict]:
-    """The issue's targets (medians over seeds, top-1 %) against the table's rows: what is
-    needed, what is measured, and by how much it is met (+) or missed (-)."""
-    median = {(r["method"], r["labels"]): (float(r["top1_median"]), r["seeds"])
-              for r in rows if r["top1_median"]}
-
-    def best(labels: str) -> tuple[str, float | None, int]:
-        cells = [(top1, method, seeds) for (method, lab), (top1, seeds) in median.items()
-                 if lab == labels]
-        if not cells:
-            return "", None, 0
-        top1, method, seeds = max(cells)
-        return method, top1, seeds
-
-    rot_avg = {(r["method"], r["labels"]): float(r["rot_avg_top1"])
-               for r in rows if r.get("rot_avg_top1")}
-
-    def target(name: str, cell: tuple[float, int] | None, needed: float,
-               label: str = "") -> dict:
-        return {"target": name, "measured": f"{cell[0]:.2f}{label}" if cell else "",
-                "seeds": cell[1] if cell else 0,
-                "margin": round(cell[0] - needed, 2) if cell else ""}
-
-    out = [target("supervised at 1pct, top-1 >= 83.0", median.get(("supervised", "1pct")), 83.0),
-           target("supervised at 10pct, top-1 >= 90.5", median.get(("supervised", "10pct")),
-                  90.5),
-           target("moam_step_3 at 1pct, top-1 >= 88.0", median.get(("moam_step_3", "1pct")),
-                  88.0)]
-    for labels, needed in (("1pct", 90.0), ("10pct", 93.5)):
-        method, top1, seeds = best(labels)
-        out.append(target(f"best method at {labels}, top-1 >= {needed}",
-                          (top1, seeds) if top1 is not None else None, needed, f" ({method})"))
-    rotation, supervised = rot_avg.get(("s4l_rotation", "1pct")), median.get(
-        ("supervised", "1pct"))
-    gap = round(rotation - supervised[0], 2) if rotation and supervised else None
-    out.append({"target": "1pct: s4l_rotation rotation-averaged - supervised >= 1.5 points",
-                "measured": "" if gap is None else f"{gap:+.2f}",
-                "seeds": supervised[1] if gap is not None else 0,
-                "margin": "" if gap is None else round(gap - 1.5, 2)})
-    for row in out:
-        row["met"] = "" if row["margin"] == "" else ("yes" if row["margin"] >= 0 else "no")
-    return out
-
-
-def plot(rows: list[dict], path: str) -> None:
-    """Median top-1 against the labelled fraction, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=120)
-    for method in sorted({r["method"] for r in rows}):
-        points = sorted((FRACTION[r["labels"]] * 100, float(r["top1_median"]))
-                        for r in rows if r["method"] == method and r["top1_median"])
-        ax.plot(*zip(*points, strict=True), marker="o", label=method)
-    ax.set_xscale("log")
-    ax.set_xticks([1, 10], ["1 %", "10 %"])
-    ax.set_xlabel("labelled fraction of the 60,000 training images")
-    ax.set_ylabel("top-1 (%), median over seeds")
-    ax.set_title("Fashion-MNIST test set, equal training budget")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -468,7 +291,7 @@ def main() -> None:
                     path = result_path(preset, labels, seed)
                     if os.path.exists(path):
                         with open(path) as f:
-                            changed = stale_fields(json.load(f))
+                            changed = experiments.stale_fields(json.load(f))
                         if not changed:
                             print(f"skip {preset} {labels} seed {seed}: result exists",
                                   flush=True)
@@ -478,16 +301,16 @@ def main() -> None:
                     print(f"run {preset} {labels} seed {seed}", flush=True)
                     run_one(preset, labels, seed, args.data_path)
     results, stale = current_results()
-    rows = table(results)
+    rows = tables.table(results)
     if rows:
-        plot(rows, os.path.join(common.RESULTS_DIR, f"{table_name()}.png"))
+        tables.plot(rows, os.path.join(common.RESULTS_DIR, f"{table_name()}.png"))
     gaps = ""
     if stale:
         gaps += (" Left out, their preset has changed since they ran (run them again): "
                  + ", ".join(stale) + ".")
         print(f"left out of the table (preset changed since): {', '.join(stale)}")
     # The whole grid, whatever this call ran: the table holds every result file.
-    missing = missing_cells(with_stages(DEFAULT_PRESETS.split(",")), list(FRACTION),
+    missing = missing_cells(with_stages(DEFAULT_PRESETS.split(",")), list(experiments.FRACTION),
                             [0, 1, 2], results)
     if missing:
         gaps += f" Not run yet: {missing}."
@@ -501,7 +324,7 @@ def main() -> None:
                  "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "train_min",
                  "method_train_min", "wall_min", "train_img_per_s", "machines"],
                 notes=notes)
-    common.save(f"{table_name()}_targets", targets(rows),
+    common.save(f"{table_name()}_targets", tables.targets(rows),
                 ["target", "measured", "seeds", "met", "margin"],
                 notes="Medians over the seeds in label_efficiency.md; margin = measured - "
                       "needed, in top-1 points (negative: missed by that much)." + gaps)

@@ -1,6 +1,6 @@
 """Feature keys and split names: the one place every other file takes them from.
 
-Raw keys follow the TF-slim ImageNet TFRecord layout (S4L_SPEC section 1.2) with labels
+Raw keys follow the TF-slim ImageNet TFRecord layout (docs/original_s4l.md §1.2) with labels
 0-based (normalised once, at ingestion). Transformed keys are free of "/".
 """
 
@@ -27,3 +27,7 @@ SPLITS = (LABELLED_SPLIT, UNLABELLED_SPLIT, EVAL_SPLIT)
 
 # Written next to the split directories of the Examples artifact.
 SPLIT_STATS_FILE = "split_stats.json"
+
+# The Trainer's record of one run (experiment, schedule, evaluations, final metrics), written
+# into its model_run directory; the HubPusher's model card and the benchmarks read it.
+RUN_RECORD_FILE = "experiment.json"

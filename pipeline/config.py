@@ -4,20 +4,45 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipeline.components.example_gen import splits
+
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Where the images come from and how the labelled subset is chosen."""
+class SplitOptions:
+    """How S4LExampleGen chooses the labelled subset and writes the splits; the one home of
+    these defaults (the command line takes them from here). Checked when built.
 
-    source: str = "fashion_mnist"
-    data_path: str = ""
+    Raises:
+      splits.SplitError: a fraction outside (0, 1] (without a label map), fewer than one
+        shard, or a negative validation count.
+    """
+
     labelled_fraction: float = 0.1
     label_map_path: str = ""
     seed: int = 0
     exclude_labelled: bool = False
     num_shards: int = 4
-    # > 0: evaluate on this many held-out training images instead of the test set (tuning).
+    # > 0: the eval split is this many training images (class-balanced, seeded), held out of
+    # both training splits; the test images are not read (tuning).
     validation_images: int = 0
+
+    def __post_init__(self):
+        if not self.label_map_path:
+            splits.check_fraction(self.labelled_fraction)
+        if self.num_shards < 1:
+            raise splits.SplitError(f"--num_shards {self.num_shards} must be >= 1")
+        if self.validation_images < 0:
+            raise splits.SplitError(
+                f"--validation_images {self.validation_images} must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how the splits are made."""
+
+    source: str = "fashion_mnist"
+    data_path: str = ""
+    splits: SplitOptions = SplitOptions()
     num_classes: int = 1000
     label_offset: int = 1
     # Changes when the source files change, so ExampleGen is not served from cache.

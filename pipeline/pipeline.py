@@ -13,6 +13,7 @@ Trainer's `base_model` (MOAM steps 2 and 3).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +23,8 @@ from tfx import v1 as tfx
 
 from modules import features
 from modules.trainer.experiment import Experiment
-from pipeline import imported_examples
+from pipeline import layout, presets
+from pipeline.components import imported_examples
 from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
 from pipeline.components.example_gen.component import S4LExampleGen
 from pipeline.components.hub_pusher.component import HubPusher
@@ -31,7 +33,7 @@ from pipeline.config import DataConfig, EvalConfig
 
 def eval_config(thresholds: EvalConfig, with_baseline: bool = True) -> tfma.EvalConfig:
     """TFMA top-1/top-5 overall and per class; thresholds on the overall slice only
-    (a MetricConfig threshold would apply to every class slice, TFX_NOTES section 3); the
+    (a MetricConfig threshold would apply to every class slice, docs/environment.md §3); the
     change threshold only where a baseline model is compared."""
     overall = tfma.SlicingSpec()
     top1_threshold = tfma.MetricThreshold(
@@ -57,45 +59,6 @@ def eval_config(thresholds: EvalConfig, with_baseline: bool = True) -> tfma.Eval
             # Rows = true class, columns = predicted class: the run report's confusion matrix.
             tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
         ])])
-
-
-def check_stages(experiments: Sequence[Experiment]) -> None:
-    """Raises ValueError unless stage names are unique and every dependency comes earlier."""
-    seen: set[str] = set()
-    for exp in experiments:
-        exp.validate()
-        if exp.name in seen:
-            raise ValueError(f"two stages are named {exp.name!r}")
-        for field in ("pseudo_labels_from", "init_from"):
-            dependency = getattr(exp, field)
-            if dependency and dependency not in seen:
-                raise ValueError(f"stage {exp.name!r}: {field}={dependency!r} must name an "
-                                 f"earlier stage of the pipeline; earlier: {sorted(seen)}")
-        seen.add(exp.name)
-
-
-def _inside(path: str, directory: str) -> bool:
-    path, directory = path.rstrip("/"), directory.rstrip("/")
-    return path == directory or path.startswith(directory + "/")
-
-
-def resolve_hub_destination(push_destination: str, hub_destination: str = "") -> str:
-    """Where Hub modules go: `hub_destination`, or `push_destination/hub` when empty."""
-    return hub_destination or os.path.join(push_destination, "hub")
-
-
-def check_destinations(push_destination: str, hub_destination: str,
-                       names: Sequence[str]) -> None:
-    """Raises ValueError when a stage's Hub versions would land among (or contain) any
-    stage's serving versions: both number their version directories."""
-    for hub_name in names:
-        hub_dir = os.path.join(hub_destination, hub_name)
-        for name in names:
-            serving_dir = os.path.join(push_destination, name)
-            if _inside(hub_dir, serving_dir) or _inside(serving_dir, hub_dir):
-                raise ValueError(f"Hub modules of stage {hub_name!r} ({hub_dir}) would mix with "
-                                 f"the serving models of stage {name!r} ({serving_dir}); "
-                                 "choose another hub destination")
 
 
 # The user code as import paths into the installed package, for runners whose containers have
@@ -129,7 +92,7 @@ def previous_blessed_baseline(experiment: Experiment, candidate) -> tfx.dsl.Reso
 
 def pseudo_labeller(examples, model, name: str) -> tfx.components.BulkInferrer:
     """Runs `model`'s serving signature over every split and appends its class logits to each
-    example as PSEUDO_LOGITS_KEY (S4L_SPEC section 7.1: the centre crop, upright)."""
+    example as PSEUDO_LOGITS_KEY (docs/original_s4l.md §7.1: the centre crop, upright)."""
     return tfx.components.BulkInferrer(
         examples=examples, model=model,
         data_spec=tfx.proto.DataSpec(example_splits=list(features.SPLITS)),
@@ -137,7 +100,7 @@ def pseudo_labeller(examples, model, name: str) -> tfx.components.BulkInferrer:
             tfx.proto.OutputColumnsSpec(predict_output=tfx.proto.PredictOutput(
                 output_columns=[tfx.proto.PredictOutputCol(
                     output_key="logits", output_column=features.PSEUDO_LOGITS_KEY)]))]),
-    ).with_id(f"BulkInferrer.{name}")
+    ).with_id(layout.stage_node_id(layout.BULK_INFERRER, name))
 
 
 def examples_node(data: DataConfig) -> tuple[Any, Any]:
@@ -149,12 +112,95 @@ def examples_node(data: DataConfig) -> tuple[Any, Any]:
         return node, node.outputs["result"]
     node = S4LExampleGen(
         source=data.source, data_path=data.data_path,
-        labelled_fraction=float(data.labelled_fraction), label_map_path=data.label_map_path,
-        seed=data.seed, exclude_labelled=int(data.exclude_labelled),
-        num_shards=data.num_shards, validation_images=data.validation_images,
+        labelled_fraction=float(data.splits.labelled_fraction),
+        label_map_path=data.splits.label_map_path, seed=data.splits.seed,
+        exclude_labelled=int(data.splits.exclude_labelled), num_shards=data.splits.num_shards,
+        validation_images=data.splits.validation_images,
         num_classes=data.num_classes,
-        label_offset=data.label_offset, source_fingerprint=data.fingerprint)
+        label_offset=data.label_offset, source_fingerprint=data.fingerprint,
+    ).with_id(layout.EXAMPLE_GEN)
     return node, node.outputs["examples"]
+
+
+def transform_node(examples, schema, experiments: Sequence[Experiment], *, materialize: bool,
+                   module_file: str, installed_modules: bool) -> tfx.components.Transform:
+    """Transform with the inception preprocessing of the stages' shared image geometry;
+    analyses the labelled split, materialises the splits only when asked."""
+    image_sizes = {(e.image_size, e.resize_size, e.image_fit) for e in experiments}
+    if len(image_sizes) != 1:
+        raise ValueError(f"all stages must share image_size, resize_size and image_fit (one "
+                         f"Transform graph); got {sorted(image_sizes)}")
+    image_size, resize_size, image_fit = image_sizes.pop()
+    return tfx.components.Transform(
+        examples=examples, schema=schema, materialize=materialize,
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=[features.LABELLED_SPLIT],
+            transform=list(features.SPLITS) if materialize else []),
+        custom_config={"image_size": image_size, "resize_size": resize_size,
+                       "image_fit": image_fit},
+        **({"preprocessing_fn": PREPROCESSING_FN} if installed_modules
+           else {"module_file": module_file}))
+
+
+@dataclasses.dataclass(frozen=True)
+class _SharedInputs:
+    """What every stage's nodes take from the shared part of the graph and the settings."""
+
+    examples: Any
+    transform_graph: Any
+    schema: Any
+    thresholds: EvalConfig
+    push_destination: str
+    hub_destination: str
+    hub_tarball: bool
+    make_trainer: TrainerFactory
+    make_baseline: BaselineFactory
+    trainer_code: dict[str, str]
+
+
+def stage_nodes(experiment: Experiment, shared: _SharedInputs,
+                models: dict[str, Any]) -> tuple[list[Any], Any]:
+    """(nodes, model channel) of one stage: [BulkInferrer,] Trainer, [baseline Resolver,]
+    Evaluator, Pusher and HubPusher. `models` holds the earlier stages' model channels."""
+    name = experiment.name
+    nodes: list[Any] = []
+    examples = shared.examples
+    if experiment.pseudo_labels_from:
+        labeller = pseudo_labeller(examples, models[experiment.pseudo_labels_from], name)
+        nodes.append(labeller)
+        examples = labeller.outputs["output_examples"]
+    trainer = shared.make_trainer(
+        experiment, examples=examples, transform_graph=shared.transform_graph,
+        schema=shared.schema,
+        base_model=models[experiment.init_from] if experiment.init_from else None,
+        train_args=tfx.proto.TrainArgs(
+            splits=[features.LABELLED_SPLIT, features.UNLABELLED_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        custom_config={"experiment": experiment.to_dict()}, **shared.trainer_code,
+    ).with_id(layout.stage_node_id(layout.TRAINER, name))
+    model = trainer.outputs["model"]
+    baseline = shared.make_baseline(experiment, model)
+    if baseline is not None:
+        nodes.append(baseline.with_id(layout.stage_node_id(layout.BASELINE_RESOLVER, name)))
+    evaluator = tfx.components.Evaluator(
+        examples=shared.examples, model=model,
+        baseline_model=baseline.outputs["model"] if baseline is not None else None,
+        example_splits=[features.EVAL_SPLIT],
+        eval_config=eval_config(shared.thresholds, with_baseline=baseline is not None),
+    ).with_id(layout.stage_node_id(layout.EVALUATOR, name))
+    blessing = evaluator.outputs["blessing"]
+    pusher = tfx.components.Pusher(
+        model=model, model_blessing=blessing,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.join(shared.push_destination, name))),
+    ).with_id(layout.stage_node_id(layout.PUSHER, name))
+    hub_pusher = HubPusher(
+        model=model, model_blessing=blessing, model_run=trainer.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"], examples=shared.examples,
+        destination=shared.hub_destination, model_name=name, tarball=shared.hub_tarball,
+    ).with_id(layout.stage_node_id(layout.HUB_PUSHER, name))
+    return [*nodes, trainer, evaluator, pusher, hub_pusher], model
 
 
 def create_pipeline(
@@ -188,80 +234,30 @@ def create_pipeline(
     Resolver or None (default `previous_blessed_baseline`); with `installed_modules`
     Transform and the Trainers import PREPROCESSING_FN and RUN_FN from the installed package
     instead of packaging `transform_module` and `trainer_module`."""
-    check_stages(experiments)
-    hub_destination = resolve_hub_destination(push_destination, hub_destination)
-    check_destinations(push_destination, hub_destination, [e.name for e in experiments])
-    image_sizes = {(e.image_size, e.resize_size, e.image_fit) for e in experiments}
-    if len(image_sizes) != 1:
-        raise ValueError(f"all stages must share image_size, resize_size and image_fit (one "
-                         f"Transform graph); got {sorted(image_sizes)}")
-    image_size, resize_size, image_fit = image_sizes.pop()
-    thresholds = thresholds or EvalConfig()
+    presets.check_stages(experiments)
+    hub_destination = layout.resolve_hub_destination(push_destination, hub_destination)
+    layout.check_destinations(push_destination, hub_destination, [e.name for e in experiments])
     example_gen, all_examples = examples_node(data)
     statistics_gen = tfx.components.StatisticsGen(examples=all_examples)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(
-        examples=all_examples, schema=schema_gen.outputs["schema"],
-        materialize=materialize,
-        splits_config=tfx.proto.SplitsConfig(
-            analyze=[features.LABELLED_SPLIT],
-            transform=list(features.SPLITS) if materialize else []),
-        custom_config={"image_size": image_size, "resize_size": resize_size,
-                       "image_fit": image_fit},
-        **({"preprocessing_fn": PREPROCESSING_FN} if installed_modules
-           else {"module_file": transform_module}))
-    make_trainer = trainer_factory or standard_trainer
-    make_baseline = baseline_factory or previous_blessed_baseline
-    trainer_code = {"run_fn": RUN_FN} if installed_modules else {"module_file": trainer_module}
+    transform = transform_node(all_examples, schema_gen.outputs["schema"], experiments,
+                               materialize=materialize, module_file=transform_module,
+                               installed_modules=installed_modules)
+    shared = _SharedInputs(
+        examples=all_examples, transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"], thresholds=thresholds or EvalConfig(),
+        push_destination=push_destination, hub_destination=hub_destination,
+        hub_tarball=hub_tarball, make_trainer=trainer_factory or standard_trainer,
+        make_baseline=baseline_factory or previous_blessed_baseline,
+        trainer_code=({"run_fn": RUN_FN} if installed_modules
+                      else {"module_file": trainer_module}))
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
-    trainers: dict[str, tfx.components.Trainer] = {}
+    models: dict[str, Any] = {}
     for experiment in experiments:
-        name = experiment.name
-        examples = all_examples
-        if experiment.pseudo_labels_from:
-            labeller = pseudo_labeller(
-                examples, trainers[experiment.pseudo_labels_from].outputs["model"], name)
-            components.append(labeller)
-            examples = labeller.outputs["output_examples"]
-        base_model = (trainers[experiment.init_from].outputs["model"]
-                      if experiment.init_from else None)
-        trainer = make_trainer(
-            experiment,
-            examples=examples,
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
-            base_model=base_model,
-            train_args=tfx.proto.TrainArgs(
-                splits=[features.LABELLED_SPLIT, features.UNLABELLED_SPLIT]),
-            eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-            custom_config={"experiment": experiment.to_dict()},
-            **trainer_code,
-        ).with_id(f"Trainer.{name}")
-        trainers[name] = trainer
-        baseline = make_baseline(experiment, trainer.outputs["model"])
-        if baseline is not None:
-            components.append(baseline.with_id(f"baseline_resolver.{name}"))
-        evaluator = tfx.components.Evaluator(
-            examples=all_examples, model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["model"] if baseline is not None else None,
-            example_splits=[features.EVAL_SPLIT],
-            eval_config=eval_config(thresholds, with_baseline=baseline is not None),
-        ).with_id(f"Evaluator.{name}")
-        pusher = tfx.components.Pusher(
-            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=os.path.join(push_destination, name))),
-        ).with_id(f"Pusher.{name}")
-        hub_pusher = HubPusher(
-            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-            model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
-            examples=all_examples, destination=hub_destination,
-            model_name=name, tarball=hub_tarball,
-        ).with_id(f"HubPusher.{name}")
-        components += [trainer, evaluator, pusher, hub_pusher]
+        nodes, models[experiment.name] = stage_nodes(experiment, shared, models)
+        components += nodes
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components,
         enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,

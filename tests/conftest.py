@@ -1,4 +1,4 @@
-"""Test set-up: tf-keras before TensorFlow is imported (TFX_NOTES section 2), and fixtures that
+"""Test set-up: tf-keras before TensorFlow is imported (docs/environment.md §2), and fixtures that
 write small image data sets."""
 
 import os

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-import beam_runner
+from pipeline import cli, layout
+from pipeline.runners import local
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -27,8 +28,8 @@ import beam_runner
 ])
 def test_bad_settings_fail_before_any_work(image_folder, tmp_path, capsys, extra, message):
     out = tmp_path / "out"
-    code = beam_runner.main(["--source", "image_folder", "--data_path", image_folder,
-                             "--output_dir", str(out), *extra])
+    code = local.main(["--source", "image_folder", "--data_path", image_folder,
+                       "--output_dir", str(out), *extra])
     assert code == 2
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()
@@ -36,23 +37,23 @@ def test_bad_settings_fail_before_any_work(image_folder, tmp_path, capsys, extra
 
 def test_hub_destination_among_serving_models_is_refused(image_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    code = beam_runner.main(["--source", "image_folder", "--data_path", image_folder,
-                             "--output_dir", str(out), "--push_destination", str(tmp_path / "p"),
-                             "--hub_destination", str(tmp_path / "p")])
+    code = local.main(["--source", "image_folder", "--data_path", image_folder,
+                       "--output_dir", str(out), "--push_destination", str(tmp_path / "p"),
+                       "--hub_destination", str(tmp_path / "p")])
     assert code == 2
     assert "would mix with the serving models of stage 'supervised'" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_missing_data_path(tmp_path, capsys):
-    code = beam_runner.main(["--source", "image_folder", "--data_path", str(tmp_path / "x"),
-                             "--output_dir", str(tmp_path / "out")])
+    code = local.main(["--source", "image_folder", "--data_path", str(tmp_path / "x"),
+                       "--output_dir", str(tmp_path / "out")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
 def test_help_lists_presets_and_options(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        beam_runner.main(["--help"])
+        local.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     from pipeline import presets
@@ -64,23 +65,23 @@ def test_help_lists_presets_and_options(capsys):
 
 
 def test_module_paths_exist():
-    for path in (beam_runner.TRANSFORM_MODULE, beam_runner.TRAINER_MODULE,
-                 beam_runner.SCHEMA_PATH):
+    for path in (layout.TRANSFORM_MODULE, layout.TRAINER_MODULE,
+                 layout.SCHEMA_PATH):
         assert os.path.isfile(path), path
 
 
 def test_unknown_preset_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        beam_runner.main(["--preset", "mean_teacher"])
+        local.main(["--preset", "mean_teacher"])
     assert exit_info.value.code == 2
     assert "unknown preset(s) ['mean_teacher']" in capsys.readouterr().err
 
 
 def test_preset_lists_bring_their_stages_once(image_folder):
-    args = beam_runner.build_parser().parse_args(
+    args = cli.build_parser().parse_args(
         ["--preset", "vat,moam_step_3,pseudo_labels", "--source", "image_folder",
          "--data_path", image_folder, "--train_epochs", "2", "--set", "weight_decay=0"])
-    stages = beam_runner.make_experiments(args, num_classes=4)
+    stages = cli.make_experiments(args, num_classes=4)
     assert [e.name for e in stages] == ["vat", "moam_step_1", "moam_step_2", "moam_step_3",
                                         "supervised", "pseudo_labels"]
     assert {e.schedule_epochs[-1] for e in stages} == {2}
@@ -91,9 +92,10 @@ def test_batch_that_does_not_divide_across_replicas(image_folder, tmp_path, caps
                                                     monkeypatch):
     from modules.trainer import training
 
-    monkeypatch.setattr(training, "expected_replicas", lambda exp: 3)
-    code = beam_runner.main(["--source", "image_folder", "--data_path", image_folder,
-                             "--output_dir", str(tmp_path / "out"), "--batch_size", "16"])
+    monkeypatch.setattr(training, "expected_replicas", lambda exp: 3)  # 3 GPUs
+    code = local.main(["--source", "image_folder", "--data_path", image_folder,
+                       "--output_dir", str(tmp_path / "out"), "--batch_size", "16",
+                       "--strategy", "mirrored"])
     assert code == 2
     assert "batch_size=16 does not divide across 3 replicas" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -103,9 +105,9 @@ def test_label_map_contents_are_in_the_cache_key(image_folder, tmp_path):
     """ExampleGen's parameters carry the map's path; an edit in place must still re-run it."""
     label_map = tmp_path / "map.json"
     label_map.write_text('{"values": ["train_0_0.png"]}')
-    args = beam_runner.build_parser().parse_args(
+    args = cli.build_parser().parse_args(
         ["--source", "image_folder", "--data_path", image_folder, "--label_map", str(label_map)])
-    source = beam_runner.make_source(args)
-    first = beam_runner.make_data_config(args, source, 4).fingerprint
+    source = cli.make_source(args)
+    first = cli.make_data_config(args, source, 4).fingerprint
     label_map.write_text('{"values": ["train_1_0.png"]}')  # same size, same path
-    assert beam_runner.make_data_config(args, source, 4).fingerprint != first
+    assert cli.make_data_config(args, source, 4).fingerprint != first

@@ -6,6 +6,9 @@ import json
 import pytest
 
 from benchmarks import label_efficiency
+from benchmarks import label_efficiency_experiments as experiments
+from benchmarks import label_efficiency_tables as tables
+from benchmarks.label_efficiency_experiments import stale_fields
 
 
 def _result(directory, preset, labels, seed, stages, cached=(), cpu="AMD EPYC", **changes):
@@ -15,7 +18,7 @@ def _result(directory, preset, labels, seed, stages, cached=(), cpu="AMD EPYC", 
              "epochs": 5, "steps": 10, "blessed": True, "train_s": 120.0,
              "method_train_s": 120.0 * (i + 1), "from_cache": name in cached}
             for i, (name, top1) in enumerate(stages)]
-    experiment = label_efficiency.expected_experiment(preset, labels, seed)
+    experiment = experiments.expected_experiment(preset, labels, seed)
     (directory / f"{preset}-{labels}-seed{seed}.json").write_text(json.dumps(
         {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": 600.0,
          "stages": rows, "experiment": {**experiment, **changes}, "machine": {"cpu": cpu}}))
@@ -43,7 +46,7 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
                                           [0, 1, 2, 3], results) == (
         "seed 1: pseudo_labels-1pct, pseudo_labels-10pct; "
         "seed 2: supervised-1pct, pseudo_labels-1pct, pseudo_labels-10pct; seed 3: all 4")
-    rows = {(r["method"], r["labels"]): r for r in label_efficiency.table(results)}
+    rows = {(r["method"], r["labels"]): r for r in tables.table(results)}
     supervised = rows[("supervised", "10pct")]
     assert (supervised["seeds"], supervised["top1_median"], supervised["top1_mean"],
             supervised["top1_spread"]) == (3, "82.00", "82.00", "4.00")
@@ -59,7 +62,7 @@ def test_table_takes_median_mean_and_spread_over_seeds(tmp_path, monkeypatch):
     # Fit time: the network's own, and the method's over all the networks it trained.
     assert (rows[("pseudo_labels", "1pct")]["train_min"],
             rows[("pseudo_labels", "1pct")]["method_train_min"]) == (2.0, 4.0)
-    label_efficiency.plot(list(rows.values()), str(tmp_path / "plot.png"))
+    tables.plot(list(rows.values()), str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -136,7 +139,7 @@ def test_targets_say_by_how_much_they_are_met_or_missed():
                                     ("vat", "10pct", 1, "94.00", ""),
                                     ("supervised", "10pct", 3, "90.00", ""),
                                     ("vat", "1pct", 1, "", ""))]
-    by_name = {t["target"]: t for t in label_efficiency.targets(rows)}
+    by_name = {t["target"]: t for t in tables.targets(rows)}
     supervised = by_name["supervised at 1pct, top-1 >= 83.0"]
     assert (supervised["measured"], supervised["margin"], supervised["met"]) == (
         "80.00", -3.0, "no")
@@ -149,7 +152,7 @@ def test_targets_say_by_how_much_they_are_met_or_missed():
     rotation = by_name["1pct: s4l_rotation rotation-averaged - supervised >= 1.5 points"]
     assert (rotation["measured"], rotation["margin"], rotation["met"]) == ("+5.00", 3.5, "yes")
     assert by_name["moam_step_3 at 1pct, top-1 >= 88.0"]["met"] == ""  # not run: no verdict
-    assert all(t["met"] == "" for t in label_efficiency.targets([]))
+    assert all(t["met"] == "" for t in tables.targets([]))
 
 
 def test_peak_memory_is_attributed_to_the_running_component():
@@ -182,26 +185,26 @@ def test_peak_memory_is_attributed_to_the_running_component():
 
 def test_a_result_is_stale_once_its_preset_trains_differently():
     def result(preset, **changes):
-        experiment = label_efficiency.expected_experiment(preset, "10pct", 0)
+        experiment = experiments.expected_experiment(preset, "10pct", 0)
         return {"preset": preset, "labels": "10pct", "seed": 0,
                 "experiment": {**experiment, **changes}}
 
-    assert label_efficiency.stale_fields(result("supervised")) == []
-    assert label_efficiency.stale_fields(result("supervised", weight_decay=5.0)) == [
+    assert stale_fields(result("supervised")) == []
+    assert stale_fields(result("supervised", weight_decay=5.0)) == [
         "weight_decay"]
     # Evaluation cadence does not change the trained model.
-    assert label_efficiency.stale_fields(result("supervised", eval_every_epochs=1)) == []
+    assert stale_fields(result("supervised", eval_every_epochs=1)) == []
     # A field the record lacks counts only where the method reads it.
     old_supervised = result("supervised")
     del old_supervised["experiment"]["vat_exact_eps"]
-    assert label_efficiency.stale_fields(old_supervised) == []
+    assert stale_fields(old_supervised) == []
     old_vat = result("vat")
     del old_vat["experiment"]["vat_exact_eps"]
-    assert label_efficiency.stale_fields(old_vat) == ["vat_exact_eps"]
+    assert stale_fields(old_vat) == ["vat_exact_eps"]
 
 
 def test_a_change_to_a_stage_it_builds_on_makes_a_result_stale():
-    stages = label_efficiency.expected_experiments("moam_step_3", "1pct", 0)
+    stages = experiments.expected_experiments("moam_step_3", "1pct", 0)
     assert list(stages) == ["moam_step_1", "moam_step_2", "moam_step_3"]
 
     def result(step_1_changes):
@@ -212,13 +215,13 @@ def test_a_change_to_a_stage_it_builds_on_makes_a_result_stale():
                 "experiment": stages["moam_step_3"], "stages": rows}
 
     # The labelled count the Trainer read from the data is not a preset change.
-    assert label_efficiency.stale_fields(result({})) == []
-    assert label_efficiency.stale_fields(result({"lr": 1.0})) == ["moam_step_1.lr"]
+    assert stale_fields(result({})) == []
+    assert stale_fields(result({"lr": 1.0})) == ["moam_step_1.lr"]
     # Results written before stages recorded their experiments are judged by the final one.
     legacy = result({"lr": 1.0})
     for row in legacy["stages"]:
         del row["experiment"]
-    assert label_efficiency.stale_fields(legacy) == []
+    assert stale_fields(legacy) == []
 
 
 def test_run_summaries_reads_a_finished_run_and_names_a_missing_one(tmp_path, capsys):

@@ -12,10 +12,11 @@ import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-import beam_runner
 from modules import features
-from pipeline import imported_examples, presets
+from pipeline import presets
+from pipeline.components import imported_examples
 from pipeline.components.example_gen import build, sources
+from pipeline.runners import local
 
 pytestmark = [pytest.mark.skipif(not os.path.isfile(fake_imagenet.TEN_PERCENT),
                                  reason="needs ../shared/data/imagenet_subsets"),
@@ -65,7 +66,7 @@ def converted_one_percent(fake, tmp_path_factory):
     argv = ["--source", "imagenet_tfrecords", "--data_path", fake.root,
             "--label_map", fake_imagenet.ONE_PERCENT, "--preset", "supervised",
             "--output_dir", str(out), *CPU_SETTINGS]
-    assert beam_runner.main(argv) == 0
+    assert local.main(argv) == 0
     return json.loads((out / "summary.json").read_text())
 
 
@@ -101,7 +102,7 @@ def imported_ten_percent(fake, tmp_path_factory):
     out = tmp_path_factory.mktemp("ten_percent")
     argv = ["--source", "examples", "--data_path", split_dir, "--labels", "10pct",
             "--preset", "supervised", "--output_dir", str(out), *CPU_SETTINGS]
-    assert beam_runner.main(argv) == 0
+    assert local.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     return {"summary": summary, "split_dir": split_dir, "before": before,
             "after": sorted(os.listdir(split_dir)), "out": out}

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import beam_runner
 from conftest import write_image_folder
 from modules import features
+from pipeline.runners import local
 
 PRESETS = ("supervised,s4l_rotation,s4l_exemplar,vat,vat_entmin,pseudo_labels,moam_step_3,"
            "fixmatch")
@@ -33,7 +33,7 @@ def methods_run(tmp_path_factory):
     argv = ["--source", "image_folder", "--data_path", images, "--dataset", "synthetic",
             "--labelled_fraction", "0.34", "--output_dir", str(out), "--min_top1", "0.0",
             "--train_epochs", "1", "--preset", PRESETS, "--set", "triplet_embed_dim=16"]
-    assert beam_runner.main(argv) == 0
+    assert local.main(argv) == 0
     return {"out": out, "summary": json.loads((out / "summary.json").read_text())}
 
 

@@ -16,10 +16,10 @@ from hub_consumer import check_fine_tune_one_step, check_logits_match_serving, c
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-import beam_runner
 from conftest import class_image, colour_image, encode, write_image_folder
 from modules import features
-from pipeline import report
+from pipeline.reporting import report
+from pipeline.runners import local
 
 pytestmark = pytest.mark.xdist_group("pipeline_e2e")
 
@@ -52,7 +52,7 @@ def pipeline_run(tmp_path_factory):
     argv = ["--source", "image_folder", "--data_path", images, "--dataset", "synthetic",
             "--labelled_fraction", "0.25", "--output_dir", str(out), "--train_epochs", "20",
             "--set", "lr_scale_batch_size=16"]
-    assert beam_runner.main(argv) == 0
+    assert local.main(argv) == 0
     first = _latest_states(str(out / "tfx" / "metadata.sqlite"))
     summary = json.loads((out / "summary.json").read_text())
     return {"argv": argv, "out": out, "first": first, "summary": summary}
@@ -65,7 +65,7 @@ def _rerun(run: dict, name: str, *extra: str) -> dict:
     argv = [*run["argv"], "--output_dir", str(out),
             "--pipeline_root", str(run["out"] / "tfx"),
             "--push_destination", str(run["out"] / "serving_model"), *extra]
-    assert beam_runner.main(argv) == 0
+    assert local.main(argv) == 0
     return json.loads((out / "summary.json").read_text())
 
 
@@ -150,15 +150,15 @@ def test_hub_modules(pipeline_run):
 
 
 def test_rerun_is_cached(pipeline_run):
-    assert beam_runner.main(pipeline_run["argv"]) == 0
+    assert local.main(pipeline_run["argv"]) == 0
     states = _latest_states(str(pipeline_run["out"] / "tfx" / "metadata.sqlite"))
     assert set(states.values()) == {"CACHED"}, states
 
 
 def test_trainer_change_reruns_only_the_trainer_and_what_follows(pipeline_run):
     # Any drop is allowed: this checks what re-runs, not the gate (tests below do).
-    assert beam_runner.main([*pipeline_run["argv"], "--set", "weight_decay=0.002",
-                             "--max_top1_drop", "1.0"]) == 0
+    assert local.main([*pipeline_run["argv"], "--set", "weight_decay=0.002",
+                       "--max_top1_drop", "1.0"]) == 0
     states = _latest_states(str(pipeline_run["out"] / "tfx" / "metadata.sqlite"))
     upstream = ("S4LExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                 "Transform")

@@ -1,4 +1,4 @@
-"""Every preset against the original configs (S4L_SPEC section 5.3) and the CPU scaling rule."""
+"""Every preset against the original configs (docs/original_s4l.md §5.3) and the CPU rule."""
 
 import pytest
 
@@ -6,7 +6,7 @@ from modules.trainer import experiment, schedules
 from pipeline import presets
 
 # config: (B, B_u, ff, wd, lr flag, lr_scale_bs, base LR, schedule, N_lab, steps/epoch,
-#          total steps, warm-up steps, decay steps) -- S4L_SPEC section 5.3, ImageNet 10 %.
+#          total steps, warm-up steps, decay steps) -- docs/original_s4l.md §5.3, ImageNet 10 %.
 SPEC_5_3 = {
     "supervised": (256, 0, 4, 1e-3, 0.1, 256, 0.1, (5, 140, 160, 180, 200), 128_000, 500,
                    100_000, 2_500, [70_000, 80_000, 90_000]),

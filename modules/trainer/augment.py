@@ -1,4 +1,4 @@
-"""Random training augmentations for the Trainer's tf.data pipeline (S4L_SPEC section 2.2).
+"""Random training augmentations for the Trainer's tf.data pipeline (docs/original_s4l.md §2.2).
 
 Deterministic ops come from modules/transform/image_ops.py, so train and eval share decoding
 and scaling. Pipelines: supervised 10 % = `inception_crop|resize|flip_lr|-1_to_1`; 1 % adds

@@ -1,5 +1,5 @@
 """tf.data input pipelines of the Trainer: the labelled and unlabelled training streams and
-the eval stream (S4L_SPEC section 1.4 and 1.5).
+the eval stream (docs/original_s4l.md §1.4 and 1.5).
 
 The Trainer reads the raw tf.Examples (Transform runs with materialize=False): training
 streams decode and augment here; the eval stream applies the Transform graph, exactly as the
@@ -129,7 +129,7 @@ def labelled_lookup(labelled_pattern: str) -> tf.lookup.StaticHashTable:
 
 def pseudo_label_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.Dataset:
     """Every training image with its true label where it is in the labelled subset and its
-    pseudo-label (argmax of the labeller's logits) elsewhere (S4L_SPEC section 7.2).
+    pseudo-label (argmax of the labeller's logits) elsewhere (docs/original_s4l.md §7.2).
 
     The true labels come only from the labelled split (never from the unlabelled split's
     own label field), so no label outside the labelled subset is used.

@@ -2,7 +2,8 @@
 
 Presets (pipeline/presets/) build an `Experiment`; the pipeline passes `to_dict()` to the
 Trainer as `custom_config["experiment"]`, so ML Metadata records every value and any change
-changes the Trainer's cache key. Field names follow the original S4L flags (S4L_SPEC App. A).
+changes the Trainer's cache key. Field names follow the original S4L flags
+(docs/original_s4l.md Appendix A).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ METHOD_LOSSES = ("supervised", "rotation", "exemplar", "vat", "entmin", "fixmatc
 # AVX-512 BF16), float32 elsewhere; the Trainer records what it chose (training.py).
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 # Exemplar identities: each source image (the fix) or the original's swapped-argument groups of
-# consecutive rows (S4L_SPEC section 4.3 and 10.1 item 1); recorded in every run's metadata.
+# consecutive rows (docs/original_s4l.md §4.3 and §10.1 item 1); recorded in every run's metadata.
 EXEMPLAR_IDENTITIES = ("source_image", "original_swapped")
 
 
@@ -69,7 +70,7 @@ class Experiment:
     # r_adv has norm exactly vat_eps: the power step's gradient is rescaled by its per-example
     # max |g| before the L2 normalisation (Miyato et al.'s get_normalized_vector). False
     # reproduces the original's l2_normalize (1e-12 on the squared norm), under which r_adv
-    # shrinks below eps whenever |g| < 1e-6 (S4L_SPEC section 10.1 item 7): measured on
+    # shrinks below eps whenever |g| < 1e-6 (docs/original_s4l.md §10.1 item 7): measured on
     # Fashion-MNIST, |g| ~ 4e-9 and |r_adv| 0.03 against eps 5.7, so VAT did almost nothing.
     vat_exact_eps: bool = True
     # FixMatch-style consistency (loss_fixmatch.py): the weak view's confidence needed to
@@ -351,8 +352,8 @@ def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
 
 
 # The small-image recipe's labelled batch, shared by every single-network preset so that
-# equal labelled epochs are equal optimizer steps (the paper's protocol, S4L_SPEC 5.3), and
-# the schedule rule's bounds on a run's steps (hyper_rule.py).
+# equal labelled epochs are equal optimizer steps (the paper's protocol,
+# docs/original_s4l.md §5.3), and the schedule rule's bounds on a run's steps (hyper_rule.py).
 SMALL_BATCH = 64
 SMALL_MIN_STEPS = 3_000
 SMALL_MAX_STEPS = 6_000

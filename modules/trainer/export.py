@@ -1,4 +1,4 @@
-"""Exported SavedModels (S4L_SPEC section 8, TFX_NOTES section 3 "Export").
+"""Exported SavedModels (docs/original_s4l.md §8, docs/environment.md §3 "Export").
 
 * `Format-Serving/`: a SavedModel whose `serving_default` takes serialized tf.Examples [N]
   (the Transform graph runs inside) and returns `probabilities` and `logits`. TFMA,

@@ -1,7 +1,7 @@
 """The schedule rule: a run's length from the data it trains on, not from a data set's name.
 
 A preset states its schedule in labelled epochs (the paper's protocol: every method of one
-data set trains for the same labelled epochs, S4L_SPEC section 5.3) and, for data of any
+data set trains for the same labelled epochs, docs/original_s4l.md §5.3) and, for data of any
 size, bounds on the optimizer steps that gives (`Experiment.min_steps`, `max_steps`). Once
 the Trainer knows the labelled split's size (ExampleGen's split statistics), the rule
 clips `schedule_epochs[-1] x steps_per_epoch` to those bounds and rescales the whole

@@ -1,4 +1,4 @@
-"""Entropy minimisation (S4L_SPEC section 4.4): mean entropy of the clean class predictions.
+"""Entropy minimisation (docs/original_s4l.md §4.4): mean entropy of the clean class predictions.
 
 Covers the same images as VAT (`loss_vat.target_set`): labelled and unlabelled with
 `apply_vat_to_labelled` (VAT+EntMin), the rotated unlabelled images only in MOAM step 1.

@@ -1,4 +1,4 @@
-"""S4L-Exemplar (S4L_SPEC section 4.3): batch-hard triplet loss over inception patches.
+"""S4L-Exemplar (docs/original_s4l.md §4.3): batch-hard triplet loss over inception patches.
 
 Each image arrives as P = 8 independently augmented patches ([B, P, S, S, 3]); the train step
 flattens them image-major, so rows i * P .. i * P + P - 1 are the patches of image i. The

@@ -1,4 +1,4 @@
-"""S4L-Rotation (S4L_SPEC section 4.2): predict which of R=4 rotations an image shows.
+"""S4L-Rotation (docs/original_s4l.md §4.2): predict which of R=4 rotations an image shows.
 
 Both streams are rotated in the train step, image-major (the 4 rotations of an image are
 adjacent), after the per-image crop and flip, as the original's `...|-1_to_1|rotate`.

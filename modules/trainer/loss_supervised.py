@@ -1,4 +1,4 @@
-"""Supervised classification loss (S4L_SPEC section 4.1): CE of `classes_sup` against y."""
+"""Supervised classification loss (docs/original_s4l.md §4.1): CE of `classes_sup` against y."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VAT (S4L_SPEC section 4.4; MOAM step 1, section 4.5): virtual adversarial training.
+"""VAT (docs/original_s4l.md §4.4; MOAM step 1, §4.5): virtual adversarial training.
 
 Target set X: with `apply_vat_to_labelled`, `[sup ; unsup]` (labelled first, as the original),
 otherwise the unlabelled images only (MOAM: the rotated unlabelled images). Z = their clean

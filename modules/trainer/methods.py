@@ -68,7 +68,7 @@ def prepare(batch: dict, exp: Experiment) -> dict:
 
 
 def forward(model: keras.Model, batch: dict, training: bool) -> dict[str, tf.Tensor]:
-    """One shared pass over `[unsup ; sup]` (S4L_SPEC section 3.5).
+    """One shared pass over `[unsup ; sup]` (docs/original_s4l.md §3.5).
 
     BN statistics are shared by both halves; every output is split back into `<name>_sup`
     and `<name>_unsup`. Without an unlabelled stream only the labelled images are forwarded.

@@ -1,4 +1,4 @@
-"""Pre-activation ResNet v2 backbones and linear heads, exactly as S4L_SPEC section 3.
+"""Pre-activation ResNet v2 backbones and linear heads, exactly as docs/original_s4l.md §3.
 
 * `resnet50v2`: bottleneck units (3, 4, 6, 3), base width 16 * filters_factor (ff=4: vanilla
   ResNet-50 v2, ff=16: the 4x wider MOAM network). Root: zero-pad 3, 7x7/2 conv (VALID, no

@@ -1,4 +1,4 @@
-"""Polyak averaging (S4L_SPEC section 4.6): an EMA of the trainable weights.
+"""Polyak averaging (docs/original_s4l.md §4.6): an EMA of the trainable weights.
 
 shadow <- decay * shadow + (1 - decay) * weight after every step, with the fixed decay
 0.5 ** (1 / (half_life_epochs * steps_per_epoch)) (the original: a half-life of one labelled

@@ -1,4 +1,4 @@
-"""Epochs -> steps and the learning-rate schedule (S4L_SPEC section 5.2).
+"""Epochs -> steps and the learning-rate schedule (docs/original_s4l.md §5.2).
 
 An epoch is one pass over the labelled subset: `steps_per_epoch = N_lab // B`. The first
 schedule entry is the linear warm-up (from exactly 0), the last the total length, the ones

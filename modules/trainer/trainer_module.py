@@ -1,7 +1,7 @@
-"""Trainer module: `run_fn`, the entry point TFX's Trainer calls (S4L_SPEC sections 3-5).
+"""Trainer module: `run_fn`, the entry point TFX's Trainer calls (docs/original_s4l.md §§3-5).
 
 `fn_args.train_files` holds one glob per training split, in order: `labelled`,
-`unlabelled` (TrainArgs(splits=[...]), TFX_NOTES section 3).
+`unlabelled` (TrainArgs(splits=[...]), docs/environment.md §3).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(exp.seed)
     if "vat" in exp.losses:
         # VAT's xi-scaled finite differences are at float32's resolution; TF32 matmuls on
-        # Ampere+ GPUs would swamp them (S4L_SPEC section 10.1 item 7). No effect on CPU/TPU.
+        # Ampere+ GPUs would swamp them (docs/original_s4l.md §10.1 item 7). No effect on CPU/TPU.
         tf.config.experimental.enable_tensor_float_32_execution(False)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = training.make_strategy(exp)
@@ -75,7 +75,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train_history = {k: [float(v) for v in values] for k, values in logged.items()
                      if not k.startswith("val_")}
     # Polyak-averaged experiments evaluate and export the averages (the original exported the
-    # raw weights, S4L_SPEC section 10.1 item 4).
+    # raw weights, docs/original_s4l.md §10.1 item 4).
     exported = "polyak_average" if model.polyak is not None else "final"
     model = training.averaged_for_export(model)
     model.set_rotation_average(True)
@@ -85,7 +85,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     export.save_serving_model(model, fn_args.serving_model_dir, tf_transform_output)
     export.save_hub_modules(model, export.hub_dir(fn_args.serving_model_dir))
     export.save_weights(model, fn_args.serving_model_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "experiment.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, features.RUN_RECORD_FILE), "w") as f:
         f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final,
                             "final_step": final_step, "exported_weights": exported,
                             "eval_history": history, "train_history": train_history,

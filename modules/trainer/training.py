@@ -1,7 +1,7 @@
 """The S4L Keras model with its custom train step, the distribution strategy, and `fit`.
 
 The train step sums `weight * compute_average_loss(term)` over `exp.losses` and adds the L2
-penalty (kept out of the logged losses, as the original, S4L_SPEC section 3.3). Keras SGD
+penalty (kept out of the logged losses, as the original, docs/original_s4l.md §3.3). Keras SGD
 folds the LR into the velocity (v <- 0.9 v - lr g) where TF1's MomentumOptimizer scales the
 accumulator at apply time: identical while the LR is constant, a tiny difference right after
 each x0.1 decay (spec section 5.1); we accept it rather than maintain a custom optimizer.

@@ -1,4 +1,4 @@
-"""Deterministic inception preprocessing ops (S4L_SPEC section 2.2), shared by Transform,
+"""Deterministic inception preprocessing ops (docs/original_s4l.md §2.2), shared by Transform,
 the Trainer's input pipeline and the exported signatures.
 
 Eval pipeline: decode -> `resize_small(resize_size)` (area, shorter side) ->

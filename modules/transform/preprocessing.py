@@ -2,7 +2,7 @@
 
 The random training augmentations (inception crop, flip) run in the Trainer's tf.data
 pipeline (modules/trainer/augment.py), not here: Transform runs once per example and its
-graph is shared with serving (TFX_NOTES section 3).
+graph is shared with serving (docs/environment.md §3).
 """
 
 from __future__ import annotations

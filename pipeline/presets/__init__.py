@@ -1,6 +1,6 @@
 """Named presets: one per original S4L config; `get(name, dataset, labels)`.
 
-Each preset carries the original's ImageNet hyper-parameters exactly (S4L_SPEC section 5.3)
+Each preset carries the original's ImageNet hyper-parameters exactly (docs/original_s4l.md §5.3)
 and, for small images (Fashion-MNIST, image folders), the method on the shared small-image
 recipe (`experiment.for_dataset`), whose run length the schedule rule sets from the data
 (`modules/trainer/hyper_rule.py`). Multi-stage methods name the presets they build on
@@ -9,7 +9,7 @@ recipe (`experiment.for_dataset`), whose run length the schedule rule sets from 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from modules.trainer.experiment import Experiment
 from pipeline.presets import (
@@ -54,3 +54,18 @@ def stages(name: str, dataset: str = "fashion_mnist", labels: str = "10pct") -> 
             before += [s for s in stages(dependency, dataset, labels)
                        if s.name not in {b.name for b in before}]
     return [*before, exp]
+
+
+def check_stages(experiments: Sequence[Experiment]) -> None:
+    """Raises ValueError unless stage names are unique and every dependency comes earlier."""
+    seen: set[str] = set()
+    for exp in experiments:
+        exp.validate()
+        if exp.name in seen:
+            raise ValueError(f"two stages are named {exp.name!r}")
+        for field in ("pseudo_labels_from", "init_from"):
+            dependency = getattr(exp, field)
+            if dependency and dependency not in seen:
+                raise ValueError(f"stage {exp.name!r}: {field}={dependency!r} must name an "
+                                 f"earlier stage of the pipeline; earlier: {sorted(seen)}")
+        seen.add(exp.name)

@@ -1,4 +1,4 @@
-"""MOAM, "Mix Of All Models" (paper section 6; S4L_SPEC sections 4.5, 4.6, 7.3 and 5.3).
+"""MOAM, "Mix Of All Models" (paper section 6; docs/original_s4l.md §§4.5, 4.6, 7.3 and 5.3).
 
 * `moam_step_1` = config/moam_step_1.sh: S4L-Rotation + VAT + EntMin on the 4x wider
   ResNet-50 v2 (ff 16), B = B_u = 128, L = 0.4 L_rot + 0.3 L_cls + 0.3 L_vat + 0.3 L_ent,

@@ -1,4 +1,4 @@
-"""Pseudo-labels (paper Table 1 row "Pseudo-labels"; S4L_SPEC sections 7.1, 7.2 and 5.3).
+"""Pseudo-labels (paper Table 1 row "Pseudo-labels"; docs/original_s4l.md §§7.1, 7.2 and 5.3).
 
 Two stages in one pipeline: the `supervised` preset's model labels every training image
 (BulkInferrer, eval preprocessing = the original's centre crop, upright), then this model

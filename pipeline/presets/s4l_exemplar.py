@@ -1,4 +1,4 @@
-"""S4L-Exemplar (paper Table 1 row "S4L-Exemplar"; S4L_SPEC sections 4.3 and 5.3).
+"""S4L-Exemplar (paper Table 1 row "S4L-Exemplar"; docs/original_s4l.md §§4.3 and 5.3).
 
 ImageNet values = config/s4l_exemplar.sh: B = B_u = 512, 8 inception patches per image with
 hsvnoise and flip, embedding head 1000, triplet weight 1.0 (0.5 unlabelled + 0.5 labelled),

@@ -1,4 +1,4 @@
-"""S4L-Rotation (paper Table 1 row "S4L-Rotation"; S4L_SPEC sections 4.2 and 5.3).
+"""S4L-Rotation (paper Table 1 row "S4L-Rotation"; docs/original_s4l.md §§4.2 and 5.3).
 
 ImageNet values = config/s4l_rotation.sh: B = B_u = 256, wd 1e-3, LR 0.03 absolute
 (lr_scale_batch_size 0), schedule 5,140,160,180,200 epochs of the labelled subset, no Polyak

@@ -1,4 +1,4 @@
-"""Supervised baseline (paper Table 1 row "Supervised"; S4L_SPEC sections 4.1 and 5.3).
+"""Supervised baseline (paper Table 1 row "Supervised"; docs/original_s4l.md §§4.1 and 5.3).
 
 ImageNet values = config/supervised_imagenet_10p.sh and supervised_imagenet_1p.sh:
 10 %: B=256, wd 1e-3, LR 0.1 (scaled at 256), schedule 5,140,160,180,200 epochs;

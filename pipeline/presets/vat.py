@@ -1,4 +1,4 @@
-"""VAT (paper Table 1 row "VAT"; S4L_SPEC sections 4.4 and 5.3).
+"""VAT (paper Table 1 row "VAT"; docs/original_s4l.md §§4.4 and 5.3).
 
 ImageNet values = config/vat.sh: B = B_u = 256, VAT on labelled and unlabelled images
 (apply_vat_to_labeled), eps 40, xi 1e-6, 1 power iteration, vat_weight 0.5, entmin 0,

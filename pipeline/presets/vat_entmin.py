@@ -1,4 +1,4 @@
-"""VAT + EntMin (paper Table 1 row "VAT + EntMin"; S4L_SPEC sections 4.4 and 5.3).
+"""VAT + EntMin (paper Table 1 row "VAT + EntMin"; docs/original_s4l.md §§4.4 and 5.3).
 
 config/vat_entmin.sh = config/vat.sh plus entmin_factor 1.0: the entropy of the clean
 predictions on labelled and unlabelled images is minimised with weight 1.

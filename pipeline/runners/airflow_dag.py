@@ -24,7 +24,7 @@ import os
 import shlex
 from typing import Any
 
-import beam_runner  # Sets TF_USE_LEGACY_KERAS before TensorFlow is imported.
+from pipeline import cli
 
 DEFAULT_START_DATE = "2026-01-01"
 
@@ -56,25 +56,14 @@ def build_dag(argv: list[str], dag_config: dict[str, Any] | None = None):
     Raises:
       ValueError: bad flags, presets or paths (Airflow shows it as the file's import error).
     """
-    from tfx import v1 as tfx
     from tfx.orchestration.airflow import airflow_dag_runner
 
     from pipeline import pipeline as pipeline_lib
 
-    args = beam_runner.build_parser().parse_args(argv)
-    experiments, data = beam_runner.prepare(args)
-    output_dir = os.path.abspath(args.output_dir)
-    pipeline_root = os.path.abspath(args.pipeline_root or os.path.join(output_dir, "tfx"))
-    push_destination = args.push_destination or os.path.join(output_dir, "serving_model")
-    pipeline = pipeline_lib.create_pipeline(
-        **beam_runner.pipeline_kwargs(args, experiments, data, pipeline_root=pipeline_root,
-                                      push_destination=push_destination),
-        metadata_connection_config=tfx.orchestration.metadata
-        .sqlite_metadata_connection_config(os.path.join(pipeline_root, "metadata.sqlite")),
-        beam_pipeline_args=beam_runner.direct_beam_args(args.beam_workers),
-        # Import paths into the installed package: parsing the file (every scheduler loop)
-        # then builds no wheels and writes nothing under the pipeline root.
-        installed_modules=True)
+    spec = cli.local_run_spec(cli.build_parser().parse_args(argv))
+    # Import paths into the installed package: parsing the file (every scheduler loop) then
+    # builds no wheels and writes nothing under the pipeline root.
+    pipeline = pipeline_lib.create_pipeline(**spec.pipeline_kwargs(), installed_modules=True)
     config = airflow_dag_runner.AirflowPipelineConfig(airflow_dag_config=dict(dag_config or {}))
     return airflow_dag_runner.AirflowDagRunner(config).run(pipeline)
 

@@ -1,8 +1,8 @@
-"""What the runners share: their command line, and data that only remote workers can read.
+"""What the remote runners share: their command line, and data only remote workers read.
 
-Every runner starts from beam_runner's parser (the same --preset, --labelled_fraction,
---data_path, ... flags) and its `prepare`/`pipeline_kwargs`, so all of them build the one
-`create_pipeline(...)` from one command line.
+Every runner starts from the package's parser (pipeline/cli.py: the same --preset,
+--labelled_fraction, --data_path, ... flags) and builds the one `create_pipeline(...)` from a
+`cli.RunSpec`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-import beam_runner  # Sets TF_USE_LEGACY_KERAS before TensorFlow is imported.
+from pipeline import cli
 
 if TYPE_CHECKING:
     from modules.trainer.experiment import Experiment
@@ -25,21 +25,16 @@ IMAGE_SCHEMA_PATH = f"{IMAGE_WORKDIR}/data_schema/schema.pbtxt"
 GCS_FUSE_ROOT = "/gcs"
 
 
-class RunnerError(beam_runner.CliError):
+class RunnerError(cli.CliError):
     """A runner setting that cannot work; reported before anything is built."""
 
 
 def runner_parser(description: str) -> argparse.ArgumentParser:
-    """beam_runner's parser (every data, method and run flag) under another description;
+    """The package's parser (every data, method and run flag) under another description;
     the caller adds its own argument group."""
-    parser = beam_runner.build_parser()
+    parser = cli.build_parser()
     parser.description = description
     return parser
-
-
-def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(runner flags, Beam arguments after `--`), as beam_runner splits them."""
-    return beam_runner.split_beam_args(argv)
 
 
 def is_gcs(path: str) -> bool:
@@ -64,7 +59,7 @@ def fuse_path(uri: str) -> str:
 
 
 def _num_classes(args: argparse.Namespace) -> int:
-    from pipeline import imported_examples
+    from pipeline.components import imported_examples
     from pipeline.components.example_gen import sources
 
     if args.source == "fashion_mnist":
@@ -87,33 +82,27 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
     (`fuse_path`). ExampleGen's cache key has no fingerprint of remote files: re-run with
     --no_cache after changing the data in place.
     """
-    from pipeline import imported_examples
-    from pipeline import pipeline as pipeline_lib
-    from pipeline.components.example_gen import splits
+    from pipeline import presets
+    from pipeline.components import imported_examples
     from pipeline.config import DataConfig
 
     data_path = require_gcs("--data_path", args.data_path)
     label_map = ""
     if args.label_map:
         label_map = fuse_path(require_gcs("--label_map", args.label_map))
-    else:
-        splits.check_fraction(args.labelled_fraction)
     num_classes = _num_classes(args)
-    experiments = beam_runner.make_experiments(args, num_classes)
+    experiments = cli.make_experiments(args, num_classes)
     # No replica check here: this machine's devices say nothing about the training machine's
     # (the Vertex runner checks against the job's machine in apply_machine).
-    pipeline_lib.check_stages(experiments)
+    presets.check_stages(experiments)
     if args.source == imported_examples.NAME:
         if label_map:
             raise RunnerError("--source examples uses its Split-labelled/ as it is; "
                               "drop --label_map")
         # The Importer registers the gs:// URI itself; TFX components read it natively.
         return experiments, DataConfig(source=args.source, data_path=data_path,
-                                       num_classes=num_classes, seed=args.seed)
-    data = DataConfig(
-        source=args.source, data_path=fuse_path(data_path),
-        labelled_fraction=args.labelled_fraction, label_map_path=label_map, seed=args.seed,
-        exclude_labelled=args.exclude_labelled, num_shards=args.num_shards,
-        validation_images=args.validation_images, num_classes=num_classes,
-        label_offset=args.label_offset, fingerprint="")
+                                       num_classes=num_classes)
+    data = DataConfig(source=args.source, data_path=fuse_path(data_path),
+                      splits=cli.split_options(args, label_map), num_classes=num_classes,
+                      label_offset=args.label_offset, fingerprint="")
     return experiments, data

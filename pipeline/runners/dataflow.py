@@ -19,6 +19,7 @@ import os
 import re
 import sys
 
+from pipeline import cli, layout
 from pipeline.runners import common
 
 DEFAULT_MACHINE_TYPE = "n2-standard-4"
@@ -92,9 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | None = None):
     """The pipeline with its Beam work on Dataflow. Raises ValueError on bad settings."""
-    from tfx import v1 as tfx
-
-    import beam_runner
     from pipeline import pipeline as pipeline_lib
 
     pipeline_root = common.require_gcs("--pipeline_root", args.pipeline_root)
@@ -110,20 +108,15 @@ def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | No
         staging_location=args.staging_location, image=args.image,
         machine_type=args.machine_type, max_num_workers=args.max_num_workers,
         disk_size_gb=args.disk_size_gb, service_account=args.service_account)
-    experiments, data = beam_runner.prepare(args)
-    output_dir = os.path.abspath(args.output_dir)
-    push_destination = args.push_destination or f"{pipeline_root}/serving_model"
-    return pipeline_lib.create_pipeline(
-        **beam_runner.pipeline_kwargs(args, experiments, data, pipeline_root=pipeline_root,
-                                      push_destination=push_destination),
-        metadata_connection_config=tfx.orchestration.metadata
-        .sqlite_metadata_connection_config(os.path.join(output_dir, "metadata.sqlite")),
-        beam_pipeline_args=[*dataflow_args, *(beam_args or [])])
+    paths = layout.remote_paths(args.output_dir, pipeline_root, args.push_destination,
+                                args.hub_destination)
+    spec = cli.run_spec(args, paths, [*dataflow_args, *(beam_args or [])])
+    return pipeline_lib.create_pipeline(**spec.pipeline_kwargs())
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own_args, beam_args = common.split_beam_args(argv)
+    own_args, beam_args = cli.split_beam_args(argv)
     args = build_parser().parse_args(own_args)
     try:
         pipeline = create_dataflow_pipeline(args, beam_args)

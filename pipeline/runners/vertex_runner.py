@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pipeline import cli, layout
 from pipeline.runners import common
 
 if TYPE_CHECKING:
@@ -278,7 +279,6 @@ def build_parser() -> argparse.ArgumentParser:
 def create_vertex_pipeline(args: argparse.Namespace, beam_args: list[str] | None = None):
     """The pipeline for Vertex: the stages placed on the Trainer machine, gs:// paths, the
     installed user code, Vertex Trainer jobs. Raises ValueError on bad settings."""
-    import beam_runner
     from pipeline import pipeline as pipeline_lib
     from pipeline.runners import dataflow
 
@@ -304,13 +304,16 @@ def create_vertex_pipeline(args: argparse.Namespace, beam_args: list[str] | None
             temp_location=f"{pipeline_root}/beam/tmp", image=args.image,
             max_num_workers=args.dataflow_max_workers, service_account=args.service_account)
     else:
-        runner_args = beam_runner.direct_beam_args(args.beam_workers)
-    kwargs = beam_runner.pipeline_kwargs(args, experiments, data, pipeline_root=pipeline_root,
-                                         push_destination=push_destination)
+        runner_args = cli.direct_beam_args(args.beam_workers)
+    # Vertex keeps ML Metadata itself: no SQLite file.
+    paths = layout.remote_paths(args.output_dir, pipeline_root, push_destination,
+                                args.hub_destination, local_metadata=False)
+    spec = cli.run_spec(args, paths, [*runner_args, *(beam_args or [])],
+                        prepared=(experiments, data))
+    kwargs = spec.pipeline_kwargs()
     kwargs["schema_path"] = args.schema_path
     return pipeline_lib.create_pipeline(
         **kwargs,
-        beam_pipeline_args=[*runner_args, *(beam_args or [])],
         installed_modules=True,
         baseline_factory=no_baseline,
         trainer_factory=vertex_trainer_factory(
@@ -343,7 +346,7 @@ def submit(output: str, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own_args, beam_args = common.split_beam_args(argv)
+    own_args, beam_args = cli.split_beam_args(argv)
     args = build_parser().parse_args(own_args)
     try:
         pipeline = create_vertex_pipeline(args, beam_args)

@@ -1,4 +1,4 @@
-"""Random training augmentations (S4L_SPEC section 2.2), stateless and seeded."""
+"""Random training augmentations (docs/original_s4l.md §2.2), stateless and seeded."""
 
 import numpy as np
 import tensorflow as tf

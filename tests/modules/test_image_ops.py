@@ -1,4 +1,4 @@
-"""Deterministic preprocessing ops and preprocessing_fn (S4L_SPEC section 2.2)."""
+"""Deterministic preprocessing ops and preprocessing_fn (docs/original_s4l.md §2.2)."""
 
 import numpy as np
 import pytest

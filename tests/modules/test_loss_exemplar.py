@@ -1,4 +1,4 @@
-"""S4L-Exemplar against independent NumPy references (S4L_SPEC section 4.3)."""
+"""S4L-Exemplar against independent NumPy references (docs/original_s4l.md §4.3)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""S4L-Rotation against independent NumPy references (S4L_SPEC section 4.2)."""
+"""S4L-Rotation against independent NumPy references (docs/original_s4l.md §4.2)."""
 
 import numpy as np
 import pytest

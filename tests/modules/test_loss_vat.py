@@ -1,4 +1,4 @@
-"""VAT and EntMin against independent references (S4L_SPEC section 4.4)."""
+"""VAT and EntMin against independent references (docs/original_s4l.md §4.4)."""
 
 import numpy as np
 import pytest

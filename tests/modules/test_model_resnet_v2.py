@@ -1,4 +1,4 @@
-"""Backbone shapes and parameter counts against S4L_SPEC section 3."""
+"""Backbone shapes and parameter counts against docs/original_s4l.md §3."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Polyak averaging (S4L_SPEC section 4.6): the EMA update, evaluation and export."""
+"""Polyak averaging (docs/original_s4l.md §4.6): the EMA update, evaluation and export."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Training on pseudo-labels (S4L_SPEC section 7.2) and warm starts (MOAM step 3)."""
+"""Training on pseudo-labels (docs/original_s4l.md §7.2) and warm starts (MOAM step 3)."""
 
 import os
 

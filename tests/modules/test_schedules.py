@@ -1,4 +1,4 @@
-"""Learning-rate schedule and step counts from the table of S4L_SPEC section 5.3."""
+"""Learning-rate schedule and step counts from the table of docs/original_s4l.md §5.3."""
 
 import pytest
 

@@ -80,7 +80,7 @@ def test_real_label_maps_are_not_nested():
     if not all(os.path.exists(p) for p in paths):
         pytest.skip("shared label maps not present")
     ten, one = (splits.load_label_map(p) for p in paths)
-    assert len(ten & one) == 1286  # S4L_SPEC section 1.3.
+    assert len(ten & one) == 1286  # docs/original_s4l.md §1.3.
 
 
 def test_label_map_format_errors(tmp_path):

@@ -15,15 +15,15 @@ from tensorflow_hub import compressed_module_resolver
 from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2
 from tfx.types import standard_artifacts
 
-import beam_runner
 from modules import features
 from modules.trainer import export
+from pipeline import layout, presets
 from pipeline import pipeline as pipeline_lib
-from pipeline import presets, run_summary
 from pipeline.components.hub_pusher import executor as hub_executor
 from pipeline.components.hub_pusher import model_card
 from pipeline.components.hub_pusher.component import HubPusher
 from pipeline.config import DataConfig
+from pipeline.reporting import run_summary
 
 CLASSES = ["cat", "dog", "eel"]
 SPLIT_STATS = {
@@ -269,8 +269,8 @@ def _pipeline(tmp_path, **kwargs):
     return pipeline_lib.create_pipeline(
         pipeline_name="p", pipeline_root=str(tmp_path / "root"),
         data=DataConfig(num_classes=3), experiments=experiments,
-        schema_path=beam_runner.SCHEMA_PATH, transform_module=beam_runner.TRANSFORM_MODULE,
-        trainer_module=beam_runner.TRAINER_MODULE,
+        schema_path=layout.SCHEMA_PATH, transform_module=layout.TRANSFORM_MODULE,
+        trainer_module=layout.TRAINER_MODULE,
         push_destination=str(tmp_path / "serving"), **kwargs)
 
 

@@ -7,9 +7,9 @@ import shutil
 import pytest
 import tensorflow as tf
 
-import beam_runner
 from modules import features
-from pipeline import imported_examples
+from pipeline import cli
+from pipeline.components import imported_examples
 from pipeline.components.example_gen import build, sources
 from pipeline.config import DataConfig
 from pipeline.pipeline import examples_node
@@ -91,13 +91,13 @@ def test_pipeline_node_is_an_importer_of_the_directory(split_dir):
 
 
 def test_cli_rejects_a_label_map_and_reads_the_variant(split_dir, tmp_path):
-    args = beam_runner.build_parser().parse_args(
+    args = cli.build_parser().parse_args(
         ["--source", "examples", "--data_path", split_dir, "--label_map", "/x"])
     with pytest.raises(ValueError, match="Split-labelled/ as it is"):
-        beam_runner.prepare(args)
-    args = beam_runner.build_parser().parse_args(
+        cli.prepare(args)
+    args = cli.build_parser().parse_args(
         ["--source", "examples", "--data_path", split_dir, "--preset", "supervised"])
-    experiments, data = beam_runner.prepare(args)
+    experiments, data = cli.prepare(args)
     assert experiments[0].dataset == "fashion_mnist" and experiments[0].num_classes == 4
     assert data.source == "examples" and data.fingerprint
     # A 50 % labelled split picks the 10 % variant; no --dataset needed (split_stats says).

@@ -17,7 +17,7 @@ from PIL import Image
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
 from modules import features
-from pipeline import report, run_summary
+from pipeline.reporting import report, run_summary
 
 # Label order (not alphabetical: run_summary sorts per_class by name), with HTML specials.
 CLASSES = ["shirt & top", "bag", "<coat>"]

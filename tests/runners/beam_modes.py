@@ -89,22 +89,15 @@ def run(data_dir: str, root: str, workers: int) -> dict:
     """Runs BEAM_COMPONENTS of create_pipeline(...) and digests their outputs."""
     from tfx import v1 as tfx
 
-    import beam_runner
+    from pipeline import cli
     from pipeline import pipeline as pipeline_lib
 
-    args = beam_runner.build_parser().parse_args([
+    args = cli.build_parser().parse_args([
         "--data_path", data_dir, "--beam_workers", str(workers), "--no_cache",
-        "--output_dir", root])
-    experiments, data = beam_runner.prepare(args)
-    pipeline_root = os.path.join(root, "tfx")
-    metadata_path = os.path.join(pipeline_root, "metadata.sqlite")
-    full = pipeline_lib.create_pipeline(
-        **beam_runner.pipeline_kwargs(args, experiments, data, pipeline_root=pipeline_root,
-                                      push_destination=os.path.join(root, "pushed")),
-        materialize=True,
-        metadata_connection_config=tfx.orchestration.metadata
-        .sqlite_metadata_connection_config(metadata_path),
-        beam_pipeline_args=beam_runner.direct_beam_args(args.beam_workers))
+        "--output_dir", root, "--push_destination", os.path.join(root, "pushed")])
+    spec = cli.local_run_spec(args)
+    pipeline_root, metadata_path = spec.paths.pipeline_root, spec.paths.metadata_path
+    full = pipeline_lib.create_pipeline(**spec.pipeline_kwargs(), materialize=True)
     components = [c for c in full.components if c.id in BEAM_COMPONENTS]
     for component in components:  # Cut the edges to the stages left out.
         for downstream in list(component.downstream_nodes):

@@ -1,6 +1,6 @@
 """`--beam_workers N`: the multi-processing DirectRunner gives the in-process results.
 
-Multi-processing mode has a history of hangs and dropped records (TFX_NOTES section 3), so both
+Multi-processing mode has a history of hangs and dropped records (docs/environment.md §3), so both
 modes run the pipeline's Beam work (S4LExampleGen, StatisticsGen, Transform with materialised
 output) on a deterministic Fashion-MNIST subset, each in a subprocess under a time limit, and
 every output record and statistics count must match. The full 70,000 images take many
@@ -16,8 +16,9 @@ import sys
 
 import pytest
 
-import beam_runner
+from pipeline import cli
 from pipeline.components.example_gen import sources
+from pipeline.runners import local
 
 pytestmark = pytest.mark.xdist_group("beam_modes")
 
@@ -62,19 +63,19 @@ def test_multi_processing_writes_the_in_process_records(tmp_path):
 
 
 def test_beam_workers_flag():
-    assert beam_runner.direct_beam_args(1) == ["--direct_running_mode=in_memory",
+    assert cli.direct_beam_args(1) == ["--direct_running_mode=in_memory",
                                                "--direct_num_workers=1"]
-    args = beam_runner.build_parser().parse_args(["--beam_workers", "3"])
+    args = cli.build_parser().parse_args(["--beam_workers", "3"])
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
-    options = PipelineOptions(beam_runner.direct_beam_args(args.beam_workers)).view_as(
+    options = PipelineOptions(cli.direct_beam_args(args.beam_workers)).view_as(
         DirectOptions)
     assert (options.direct_running_mode, options.direct_num_workers) == ("multi_processing", 3)
 
 
 def test_beam_workers_below_one_is_refused(image_folder, tmp_path, capsys):
-    code = beam_runner.main(["--source", "image_folder", "--data_path", image_folder,
-                             "--output_dir", str(tmp_path / "out"), "--beam_workers", "0"])
+    code = local.main(["--source", "image_folder", "--data_path", image_folder,
+                       "--output_dir", str(tmp_path / "out"), "--beam_workers", "0"])
     assert code == 2
     assert "--beam_workers must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

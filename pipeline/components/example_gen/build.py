@@ -2,7 +2,7 @@
 
 One streaming pass converts and validates every training record and writes it to the
 `unlabelled` split (S4L's unlabelled stream is all training images, labelled ones included,
-S4L_SPEC section 1.5); the labelled subset is then filtered out of those already-converted
+docs/original_s4l.md §1.5); the labelled subset is then filtered out of those already-converted
 records, so each image is decoded once. The test part becomes `eval`, or, with
 `validation_images`, a class-balanced hold-out of the training images does (for tuning
 without reading the test set; the held-out images are in neither training split).
@@ -11,7 +11,6 @@ without reading the test set; the held-out images are in neither training split)
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import time
@@ -24,23 +23,10 @@ from modules import features
 from pipeline.components.example_gen import records as records_lib
 from pipeline.components.example_gen import splits as splits_lib
 from pipeline.components.example_gen.sources import TEST, TRAIN, DataSource
+from pipeline.config import SplitOptions
 
 MAX_LISTED_REJECTIONS = 200
 _PROGRESS_EVERY = 10_000
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitOptions:
-    """How to choose the labelled subset."""
-
-    labelled_fraction: float = 0.1
-    label_map_path: str = ""
-    seed: int = 0
-    exclude_labelled: bool = False
-    num_shards: int = 4
-    # > 0: the eval split is this many training images (class-balanced, seeded), held out of
-    # both training splits; the test images are not read.
-    validation_images: int = 0
 
 
 def shard_path(split_dir: str, index: int, num_shards: int) -> str:
@@ -136,8 +122,6 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
       splits_lib.SplitError: the fraction is invalid, the label map matches nothing, or a
         split would be empty.
     """
-    if not options.label_map_path:
-        splits_lib.check_fraction(options.labelled_fraction)
     label_map = (splits_lib.load_label_map(options.label_map_path)
                  if options.label_map_path else None)
     known_names = source.train_names() if label_map is not None else None

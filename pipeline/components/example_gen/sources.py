@@ -7,7 +7,7 @@ Sources:
   * `image_folder`: `<root>/train/<class>/<image>` and `<root>/test/<class>/<image>`.
   * `imagenet_tfrecords`: slim-built ImageNet shards (`train-*`, `validation-*`) or the
     tensor2tensor names S4L used (`image_imagenet-train-*`, `image_imagenet-dev-*`), with
-    1-based labels that are shifted to 0-based here, once (S4L_SPEC section 1.2).
+    1-based labels that are shifted to 0-based here, once (docs/original_s4l.md §1.2).
 """
 
 from __future__ import annotations

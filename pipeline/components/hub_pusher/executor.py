@@ -35,8 +35,8 @@ from tfx.utils import io_utils, path_utils
 
 from modules import features
 from modules.trainer import export
-from pipeline import run_summary
 from pipeline.components.hub_pusher import model_card
+from pipeline.reporting import run_summary
 
 MODEL_KEY = standard_component_specs.MODEL_KEY
 MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY
@@ -49,7 +49,7 @@ MODEL_NAME_KEY = "model_name"
 TARBALL_KEY = "tarball"
 
 MODULES = tuple(model_card.MODULE_OUTPUTS)
-EXPERIMENT_RECORD = "experiment.json"
+EXPERIMENT_RECORD = features.RUN_RECORD_FILE
 _STAGING_PREFIX = ".staging-"
 _RENAME_ATTEMPTS = 5
 

@@ -12,7 +12,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 
 from modules import features
-from pipeline import imported_examples
+from pipeline import layout
+from pipeline.components import imported_examples
 
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
 
@@ -84,13 +85,18 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[s
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
-    examples = (_latest_outputs(store, f"{pipeline_name}.S4LExampleGen").get("examples")
+    examples = (_latest_outputs(store, f"{pipeline_name}.{layout.EXAMPLE_GEN}").get("examples")
                 or _latest_outputs(store, f"{pipeline_name}.{imported_examples.IMPORTER_ID}")
                 .get("result", []))
-    trainer = _latest_outputs(store, f"{pipeline_name}.Trainer.{model_name}")
-    evaluator = _latest_outputs(store, f"{pipeline_name}.Evaluator.{model_name}")
-    pusher = _latest_outputs(store, f"{pipeline_name}.Pusher.{model_name}")
-    hub_pusher = _latest_outputs(store, f"{pipeline_name}.HubPusher.{model_name}")
+
+    def stage_outputs(component: str) -> dict[str, list]:
+        node_id = layout.stage_node_id(component, model_name)
+        return _latest_outputs(store, f"{pipeline_name}.{node_id}")
+
+    trainer = stage_outputs(layout.TRAINER)
+    evaluator = stage_outputs(layout.EVALUATOR)
+    pusher = stage_outputs(layout.PUSHER)
+    hub_pusher = stage_outputs(layout.HUB_PUSHER)
     summary: dict[str, Any] = {"pipeline_name": pipeline_name, "model": model_name}
     class_names = None
     if examples:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import tensorflow_model_analysis as tfma
 
-from pipeline import run_summary
+from pipeline.reporting import run_summary
 
 # The plot's key in `tfma.load_eval_result(...).plots` (camelCase JSON of the proto field).
 CONFUSION_PLOT_KEY = "multiClassConfusionMatrixAtThresholds"

@@ -4,8 +4,8 @@
 the layout of a TFX Examples artifact, `DIR/Split-labelled/`, `DIR/Split-unlabelled/` and
 `DIR/Split-eval/` (TFRecord files of tf.Examples with this project's keys, labels 0-based):
 for example an earlier run's S4LExampleGen output, or ImageNet shards converted once and kept
-(TFX_NOTES section 3: at ImageNet scale, register pre-split TFRecords instead of copying
-1.28M images per pipeline). Its `split_stats.json`, when present, gives the class names and
+(at ImageNet scale, register pre-split TFRecords instead of copying 1.28M images per
+pipeline). Its `split_stats.json`, when present, gives the class names and
 split sizes to the summary, the report and the model card.
 """
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
-
-import tensorflow as tf
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from typing import TYPE_CHECKING, Any
 
 from modules import features
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from tfx import v1 as tfx
 
 NAME = "examples"
 IMPORTER_ID = "ImportExamples"
@@ -31,10 +31,14 @@ class ImportedExamplesError(ValueError):
 
 
 def split_files(uri: str, split: str) -> list[str]:
+    import tensorflow as tf  # (Here, not at the top: --help and flag errors stay light.)
+
     return sorted(tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*")))
 
 
 def _first_example(path: str) -> tf.train.Example:
+    import tensorflow as tf
+
     compression = "GZIP" if path.endswith(".gz") else ""
     try:
         for serialized in tf.data.TFRecordDataset(path, compression_type=compression).take(1):
@@ -77,6 +81,8 @@ class ImportedExamples:
         return os.path.join(self.uri, features.SPLIT_STATS_FILE)
 
     def _read_split_stats(self) -> dict[str, Any] | None:
+        import tensorflow as tf
+
         if not tf.io.gfile.exists(self._stats_path()):
             return None
         try:
@@ -118,6 +124,8 @@ class ImportedExamples:
     def fingerprint(self) -> str:
         """Names, sizes and modification times of every split file: changes when the data
         does, so the Importer registers a new artifact and downstream caches miss."""
+        import tensorflow as tf
+
         digest = hashlib.sha256()
         for split in features.SPLITS:
             for path in self.files[split]:
@@ -129,6 +137,9 @@ class ImportedExamples:
 
 def importer(uri: str, fingerprint: str) -> tfx.dsl.Importer:
     """The Importer node: an Examples artifact at `uri` itself (nothing is copied)."""
+    from tfx import v1 as tfx
+    from tfx.types import artifact_utils
+
     return tfx.dsl.Importer(
         source_uri=uri, artifact_type=tfx.types.standard_artifacts.Examples,
         properties={"split_names": artifact_utils.encode_split_names(list(features.SPLITS))},

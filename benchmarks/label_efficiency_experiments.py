@@ -1,0 +1,62 @@
+"""What experiment a cell of the label-efficiency grid runs, and whether a recorded result
+still is that experiment (a preset changed since makes its old results stale)."""
+
+from __future__ import annotations
+
+import json
+
+FRACTION = {"1pct": 0.01, "10pct": 0.1}
+
+
+def cell_flags(preset: str, labels: str, seed: int) -> list[str]:
+    """The command-line flags that define the experiment of one cell."""
+    return ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
+            "--labels", labels, "--seed", str(seed)]
+
+
+def expected_experiments(preset: str, labels: str, seed: int) -> dict[str, dict]:
+    """Every stage's experiment that a run of the cell would use now, by stage name."""
+    from pipeline import cli, presets
+
+    if preset not in presets.PRESETS:  # checked here: argparse would exit instead
+        raise ValueError(f"unknown preset {preset!r}")
+    args = cli.build_parser().parse_args(cell_flags(preset, labels, seed))
+    return {exp.name: json.loads(json.dumps(exp.to_dict()))
+            for exp in cli.make_experiments(args, num_classes=10)}
+
+
+def expected_experiment(preset: str, labels: str, seed: int) -> dict:
+    """The final stage's experiment that a run of the cell would use now."""
+    return list(expected_experiments(preset, labels, seed).values())[-1]
+
+
+# Fields that do not change the trained model, and fields that only some methods read.
+_EVAL_ONLY = {"eval_every_epochs", "eval_rotation_average", "eval_batch_size",
+              "checkpoint_every_epochs"}
+_METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "triplet_")}
+
+
+def _changed(now: dict, then: dict, ignore: set[str]) -> list[str]:
+    unused = tuple(prefix for method, prefixes in _METHOD_FIELDS.items()
+                   if method not in now["losses"] for prefix in prefixes)
+    return sorted(k for k in set(now) | set(then)
+                  if now.get(k) != then.get(k) and k not in _EVAL_ONLY | ignore
+                  and not k.startswith(unused))
+
+
+def stale_fields(result: dict) -> list[str]:
+    """Fields of the recorded run's experiment that the preset now sets differently (a field
+    the record lacks counts, unless the method does not read it), then those of the stages it
+    builds on, as "stage.field" (a changed MOAM step 1 makes steps 2 and 3 stale too)."""
+    now = expected_experiments(result["preset"], result["labels"], result["seed"])
+    changed = _changed(list(now.values())[-1], result.get("experiment", {}), set())
+    for row in result.get("stages", [])[:-1]:
+        if not row.get("experiment"):  # results written before stages recorded theirs
+            continue
+        if row["method"] not in now:
+            changed.append(f"{row['method']} (no longer a stage)")
+            continue
+        # The Trainer's record holds the labelled count read from the data, the preset 0.
+        changed += [f"{row['method']}.{k}" for k in _changed(
+            now[row["method"]], row["experiment"], {"num_labelled_examples"})]
+    return changed

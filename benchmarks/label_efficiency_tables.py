@@ -1,0 +1,137 @@
+"""The label-efficiency grid's tables (per method, over seeds), its targets and its plot,
+from the per-cell results that benchmarks/label_efficiency.py writes."""
+
+from __future__ import annotations
+
+import statistics
+
+from benchmarks import common
+from benchmarks.label_efficiency_experiments import FRACTION
+
+
+def table(results: list[dict]) -> list[dict]:
+    """Mean, spread and median over seeds of every (method, labels) in `results`.
+
+    A method's own run gives its cell for a seed; a stage trained on the way to another
+    preset (pseudo_labels' supervised labeller, MOAM steps 1 and 2) fills the cell only where
+    no such run exists, so every seed counts once."""
+    own: dict[tuple[str, str, int], dict] = {}
+    nested: dict[tuple[str, str, int], dict] = {}
+    for result in results:
+        for row in result["stages"]:
+            runs = own if row["method"] == result["preset"] else nested
+            runs.setdefault((row["method"], result["labels"], result["seed"]),
+                            dict(row, seed=result["seed"],
+                                 machine=common.short_cpu(result.get("machine", {}).get("cpu", "")),
+                                 wall_time_s=result["wall_time_s"]
+                                 if runs is own and not row.get("from_cache") else None))
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for (method, labels, _), row in sorted({**nested, **own}.items()):
+        cells.setdefault((method, labels), []).append(row)
+    rows = []
+    for (method, labels), runs in sorted(cells.items()):
+        top1 = [r["top1"] for r in runs if r["top1"] is not None]
+        walls = [r["wall_time_s"] for r in runs if r["wall_time_s"]]
+        train = [r["train_s"] for r in runs if r.get("train_s")]
+        method_train = [r["method_train_s"] for r in runs if r.get("method_train_s")]
+        top5 = [r["top5"] for r in runs if r["top5"] is not None]
+        rows.append({
+            "method": method, "labels": labels, "seeds": len(runs),
+            "top1_median": _pct(statistics.median(top1)) if top1 else "",
+            "top1_mean": _pct(statistics.mean(top1)) if top1 else "",
+            "top1_spread": _pct(max(top1) - min(top1)) if len(top1) > 1 else "",
+            "top5_median": _pct(statistics.median(top5)) if top5 else "",
+            "median_last3_top1": _pct(statistics.median(last)) if (last := [
+                r["median_last3_top1"] for r in runs if r.get("median_last3_top1")]) else "",
+            "rot_avg_top1": _pct(statistics.median(rot)) if (rot := [
+                r["rot_avg_top1"] for r in runs if r.get("rot_avg_top1")]) else "",
+            "train_img_per_s": round(statistics.median(ips)) if (ips := [
+                r["train_images_per_s"] for r in runs if r.get("train_images_per_s")]) else "",
+            "epochs": runs[0]["epochs"],
+            "train_min": round(statistics.median(train) / 60, 1) if train else "",
+            "method_train_min": (round(statistics.median(method_train) / 60, 1)
+                                 if method_train else ""),
+            "wall_min": round(statistics.mean(walls) / 60, 1) if walls else "",
+            "machines": _machines(runs)})
+    return rows
+
+
+def _machines(runs: list[dict]) -> str:
+    """Which CPU ran which seeds ("AMD EPYC: 0; Intel Xeon: 1, 2"): the time columns pool
+    the seeds, so where two machines of different speed ran them, they mix both."""
+    seeds: dict[str, list[int]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        seeds.setdefault(run["machine"] or "unknown", []).append(run["seed"])
+    return "; ".join(f"{cpu}: {', '.join(map(str, s))}" for cpu, s in seeds.items())
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """The issue's targets (medians over seeds, top-1 %) against the table's rows: what is
+    needed, what is measured, and by how much it is met (+) or missed (-)."""
+    median = {(r["method"], r["labels"]): (float(r["top1_median"]), r["seeds"])
+              for r in rows if r["top1_median"]}
+
+    def best(labels: str) -> tuple[str, float | None, int]:
+        cells = [(top1, method, seeds) for (method, lab), (top1, seeds) in median.items()
+                 if lab == labels]
+        if not cells:
+            return "", None, 0
+        top1, method, seeds = max(cells)
+        return method, top1, seeds
+
+    rot_avg = {(r["method"], r["labels"]): float(r["rot_avg_top1"])
+               for r in rows if r.get("rot_avg_top1")}
+
+    def target(name: str, cell: tuple[float, int] | None, needed: float,
+               label: str = "") -> dict:
+        return {"target": name, "measured": f"{cell[0]:.2f}{label}" if cell else "",
+                "seeds": cell[1] if cell else 0,
+                "margin": round(cell[0] - needed, 2) if cell else ""}
+
+    out = [target("supervised at 1pct, top-1 >= 83.0", median.get(("supervised", "1pct")), 83.0),
+           target("supervised at 10pct, top-1 >= 90.5", median.get(("supervised", "10pct")),
+                  90.5),
+           target("moam_step_3 at 1pct, top-1 >= 88.0", median.get(("moam_step_3", "1pct")),
+                  88.0)]
+    for labels, needed in (("1pct", 90.0), ("10pct", 93.5)):
+        method, top1, seeds = best(labels)
+        out.append(target(f"best method at {labels}, top-1 >= {needed}",
+                          (top1, seeds) if top1 is not None else None, needed, f" ({method})"))
+    rotation, supervised = rot_avg.get(("s4l_rotation", "1pct")), median.get(
+        ("supervised", "1pct"))
+    gap = round(rotation - supervised[0], 2) if rotation and supervised else None
+    out.append({"target": "1pct: s4l_rotation rotation-averaged - supervised >= 1.5 points",
+                "measured": "" if gap is None else f"{gap:+.2f}",
+                "seeds": supervised[1] if gap is not None else 0,
+                "margin": "" if gap is None else round(gap - 1.5, 2)})
+    for row in out:
+        row["met"] = "" if row["margin"] == "" else ("yes" if row["margin"] >= 0 else "no")
+    return out
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """Median top-1 against the labelled fraction, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=120)
+    for method in sorted({r["method"] for r in rows}):
+        points = sorted((FRACTION[r["labels"]] * 100, float(r["top1_median"]))
+                        for r in rows if r["method"] == method and r["top1_median"])
+        ax.plot(*zip(*points, strict=True), marker="o", label=method)
+    ax.set_xscale("log")
+    ax.set_xticks([1, 10], ["1 %", "10 %"])
+    ax.set_xlabel("labelled fraction of the 60,000 training images")
+    ax.set_ylabel("top-1 (%), median over seeds")
+    ax.set_title("Fashion-MNIST test set, equal training budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
