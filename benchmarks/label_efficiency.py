@@ -24,7 +24,7 @@ time of every network a method trained, whichever run trained it.
 
 Reported per run: the final model's TFMA top-1/top-5 (never a best-ever value), the median
 of the last three in-training evaluations where the preset evaluates during training, wall
-time and training images per second (network images, `experiment.images_per_labelled_image`,
+time and training images per second (network images, `methods.images_per_labelled_image`,
 over the Trainer's fit time). Rotation models also report the rotation-averaged top-1.
 The `machines` column says which CPU ran which seed.
 """
@@ -82,12 +82,13 @@ def _stage_row(stage: dict, name: str) -> dict:
            "rot_avg_top1": record.get("final_eval", {}).get("rot_avg_top1"),
            "epochs": exp.get("schedule_epochs", [None])[-1],
            "steps": record.get("final_step"), "blessed": stage.get("blessed"),
-           "train_s": record.get("train_seconds"), "experiment": exp}
+           "train_s": record.get("train_seconds"), "experiment": exp,
+           "eval_curve": tables.eval_curve(record)}
     if record.get("train_seconds") and exp:
-        from modules.trainer import experiment
+        from modules.trainer import experiment, methods
 
         images = record["final_step"] * exp["batch_size"] * (
-            experiment.images_per_labelled_image(experiment.Experiment.from_dict(exp)))
+            methods.images_per_labelled_image(experiment.Experiment.from_dict(exp)))
         row["train_images_per_s"] = round(images / record["train_seconds"], 1)
     return row
 
@@ -304,6 +305,8 @@ def main() -> None:
     rows = tables.table(results)
     if rows:
         tables.plot(rows, os.path.join(common.RESULTS_DIR, f"{table_name()}.png"))
+        tables.time_plot(results, os.path.join(common.RESULTS_DIR,
+                                               f"{table_name()}_time.png"))
     gaps = ""
     if stale:
         gaps += (" Left out, their preset has changed since they ran (run them again): "

@@ -135,3 +135,63 @@ def plot(rows: list[dict], path: str) -> None:
 
 def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
+
+
+def eval_curve(record: dict) -> list[list[float]]:
+    """[training minutes, top-1 %] of each evaluation during training, from a Trainer run
+    record. The minutes are measured (`elapsed_s` per round) where the record has them, else
+    the run's training time spread evenly over its rounds (records before `elapsed_s`)."""
+    evaluated = (record.get("eval_history") or {}).get("val_top1") or []
+    train = record.get("train_history") or {}
+    rounds = len(train.get("total_loss") or [])
+    if not evaluated or not rounds:
+        return []
+    from pipeline.reporting import curves
+
+    at = curves.eval_rounds(record, len(evaluated), rounds)
+    elapsed = train.get("elapsed_s")
+    if elapsed and len(elapsed) == rounds:
+        minutes = [elapsed[r - 1] / 60 for r in at]
+    else:
+        minutes = [(record.get("train_seconds") or 0) * r / rounds / 60 for r in at]
+    return [[round(m, 2), round(100 * v, 2)] for m, v in zip(minutes, evaluated, strict=True)]
+
+
+def time_plot(results: list[dict], path: str) -> None:
+    """Top-1 against training CPU minutes, one line per method and seed, a panel per label
+    fraction: the evaluations during training, ending at the final model's TFMA top-1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    labels = sorted({r["labels"] for r in results}, key=lambda lab: FRACTION[lab])
+    if not labels:
+        return
+    fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 4), dpi=120,
+                             squeeze=False)
+    colours = {}
+    for result in sorted(results, key=lambda r: (r["preset"], r["seed"])):
+        row = next((s for s in result["stages"] if s["method"] == result["preset"]), None)
+        if not row or not row.get("eval_curve") or row.get("top1") is None:
+            continue
+        axis = axes[0][labels.index(result["labels"])]
+        # A later stage's minutes start after the networks it builds on (MOAM, pseudo-labels).
+        total = (row.get("method_train_s") or row["train_s"] or 0) / 60
+        before = total - (row["train_s"] or 0) / 60
+        points = [[before + m, top1] for m, top1 in row["eval_curve"]]
+        points.append([total, 100 * row["top1"]])
+        colour = colours.setdefault(result["preset"], f"C{len(colours) % 10}")
+        axis.plot(*zip(*points, strict=True), color=colour, alpha=0.8, marker=".",
+                  label=result["preset"] if result["seed"] == min(
+                      r["seed"] for r in results if r["preset"] == result["preset"]
+                      and r["labels"] == result["labels"]) else None)
+    for axis, lab in zip(axes[0], labels, strict=True):
+        axis.set_title(f"{lab}: top-1 during training")
+        axis.set_xlabel("training CPU minutes (the method's networks)")
+        axis.set_ylabel("top-1 (%)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -2,7 +2,7 @@
 
 For each preset, times `S4LModel.train_step` (compiled, fixed in-memory batch: the input
 pipeline is excluded) and reports labelled images/s, network images/s (labelled images/s x
-the forward-pass images per labelled image of `experiment.images_per_labelled_image`), and
+the forward-pass images per labelled image of `methods.images_per_labelled_image`), and
 the network images/s relative to the supervised step: near 1.0 means the method costs what
 its extra images cost and nothing more.
 
@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from modules.trainer import experiment, training  # noqa: E402
+from modules.trainer import experiment, methods, training  # noqa: E402
 from pipeline import presets  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def measure(name: str, steps: int, precision: str = "float32") -> dict:
         logs = step(batch)
     float(logs["total_loss"])
     elapsed = (time.perf_counter() - start) / steps
-    per_labelled = experiment.images_per_labelled_image(exp)
+    per_labelled = methods.images_per_labelled_image(exp)
     return {"preset": name, "precision": precision, "B": exp.batch_size,
             "B_u": exp.unsup_batch_size, "images_per_labelled": per_labelled,
             "step_s": round(elapsed, 3),

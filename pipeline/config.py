@@ -1,39 +1,15 @@
-"""Typed settings that `create_pipeline` takes besides the experiment (no I/O here)."""
+"""Typed settings that `create_pipeline` takes besides the experiment (no I/O here).
+
+`SplitOptions` is defined beside the split selection it configures and re-exported here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-from pipeline.components.example_gen import splits
+from pipeline.components.example_gen.splits import SplitOptions
 
-
-@dataclasses.dataclass(frozen=True)
-class SplitOptions:
-    """How S4LExampleGen chooses the labelled subset and writes the splits; the one home of
-    these defaults (the command line takes them from here). Checked when built.
-
-    Raises:
-      splits.SplitError: a fraction outside (0, 1] (without a label map), fewer than one
-        shard, or a negative validation count.
-    """
-
-    labelled_fraction: float = 0.1
-    label_map_path: str = ""
-    seed: int = 0
-    exclude_labelled: bool = False
-    num_shards: int = 4
-    # > 0: the eval split is this many training images (class-balanced, seeded), held out of
-    # both training splits; the test images are not read (tuning).
-    validation_images: int = 0
-
-    def __post_init__(self):
-        if not self.label_map_path:
-            splits.check_fraction(self.labelled_fraction)
-        if self.num_shards < 1:
-            raise splits.SplitError(f"--num_shards {self.num_shards} must be >= 1")
-        if self.validation_images < 0:
-            raise splits.SplitError(
-                f"--validation_images {self.validation_images} must be >= 0")
+__all__ = ["DataConfig", "EvalConfig", "SplitOptions"]
 
 
 @dataclasses.dataclass(frozen=True)

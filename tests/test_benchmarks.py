@@ -317,3 +317,20 @@ def test_ci_time_reads_pytest_output():
     assert parsed["counts"] == "364 passed, 1 warning" and parsed["test_s"] == 642.02
     assert parsed["slowest"] == "test_every_stage 400 s; test_multi 159 s; test_b[1-2] 0 s"
     assert ci_time.parse_output("crashed")["counts"] == ""
+
+
+def test_time_to_accuracy_curve_uses_measured_minutes_where_recorded(tmp_path):
+    record = {"eval_history": {"val_top1": [0.5, 0.8]}, "eval_every_rounds": 2,
+              "train_seconds": 400.0,
+              "train_history": {"total_loss": [1.0] * 4, "elapsed_s": [60, 120, 240, 360]}}
+    assert tables.eval_curve(record) == [[2.0, 50.0], [6.0, 80.0]]
+    del record["train_history"]["elapsed_s"]  # older records: spread evenly over the rounds
+    assert tables.eval_curve(record) == [[3.33, 50.0], [6.67, 80.0]]
+    assert tables.eval_curve({"train_history": {"total_loss": [1.0]}}) == []
+    results = [{"preset": "supervised", "labels": "1pct", "seed": 0, "stages": [
+        {"method": "supervised", "top1": 0.81, "train_s": 400.0,
+         "eval_curve": tables.eval_curve(record)}]}]
+    tables.time_plot(results, str(tmp_path / "time.png"))
+    from PIL import Image
+
+    assert Image.open(tmp_path / "time.png").format == "PNG"

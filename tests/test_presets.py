@@ -2,7 +2,7 @@
 
 import pytest
 
-from modules.trainer import experiment, schedules
+from modules.trainer import experiment, methods, schedules
 from pipeline import presets
 
 # config: (B, B_u, ff, wd, lr flag, lr_scale_bs, base LR, schedule, N_lab, steps/epoch,
@@ -97,11 +97,11 @@ def test_only_exemplar_keeps_the_inception_crop_on_small_images():
 
 def test_images_per_labelled_image_follows_the_forward_passes():
     get = presets.get
-    assert experiment.images_per_labelled_image(get("supervised")) == 1
-    assert experiment.images_per_labelled_image(get("s4l_rotation")) == 8  # 4 x (1 + 1)
-    assert experiment.images_per_labelled_image(get("s4l_exemplar")) == 8  # 4 x (1 + 1)
-    assert experiment.images_per_labelled_image(get("vat")) == 6  # clean 2 + 2 x 2 perturbed
-    assert experiment.images_per_labelled_image(get("moam_step_1")) == 16  # 8 + 2 x 4
+    assert methods.images_per_labelled_image(get("supervised")) == 1
+    assert methods.images_per_labelled_image(get("s4l_rotation")) == 8  # 4 x (1 + 1)
+    assert methods.images_per_labelled_image(get("s4l_exemplar")) == 8  # 4 x (1 + 1)
+    assert methods.images_per_labelled_image(get("vat")) == 6  # clean 2 + 2 x 2 perturbed
+    assert methods.images_per_labelled_image(get("moam_step_1")) == 16  # 8 + 2 x 4
 
 
 def test_vat_eps_keeps_the_per_value_rms():

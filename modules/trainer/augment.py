@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from modules.trainer import strong_augment
+from modules.trainer import methods, strong_augment
 from modules.trainer.experiment import Experiment
 from modules.transform import image_ops
 
@@ -100,7 +100,8 @@ def train_preprocess(encoded: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf
     colour-jittered patches of the image (`crop_inception_patches(P)|hsvnoise|flip_lr`).
     """
     image = image_ops.decode(encoded)
-    if "exemplar" not in exp.losses:
+    patches = methods.train_patches(exp)
+    if patches == 1:
         return augment(image, seed, exp)
-    seeds = tf.random.experimental.stateless_split(seed, num=exp.exemplar_patches)
-    return tf.stack([augment(image, seeds[i], exp) for i in range(exp.exemplar_patches)])
+    seeds = tf.random.experimental.stateless_split(seed, num=patches)
+    return tf.stack([augment(image, seeds[i], exp) for i in range(patches)])

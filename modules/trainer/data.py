@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from modules import features
-from modules.trainer import augment
+from modules.trainer import augment, methods
 from modules.trainer.experiment import Experiment
 
 _AUTOTUNE = tf.data.AUTOTUNE
@@ -109,7 +109,7 @@ def train_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.Dataset
     if exp.unsup_batch_size > 0:
         streams["unlabelled"] = training_stream(
             unlabelled_pattern, exp.unsup_batch_size, exp, exp.seed + 1, cache=False,
-            strong="fixmatch" in exp.losses)
+            strong=methods.uses_strong_view(exp))
     return tf.data.Dataset.zip(streams).prefetch(_AUTOTUNE)
 
 

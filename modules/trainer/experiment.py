@@ -22,7 +22,10 @@ ARCHITECTURES = ("resnet50v2", "resnet_small_v2", "resnet_cifar_v2")
 IMAGE_FITS = ("resize_crop", "zero_pad")
 LR_SCHEDULES = ("piecewise", "cosine")
 STRATEGIES = ("default", "mirrored", "tpu")
+# The loss terms of methods.SPECS, and those whose SPEC transforms the batch (one per method).
+# Spelled here so that validating an experiment needs no TensorFlow; a test holds them equal.
 METHOD_LOSSES = ("supervised", "rotation", "exemplar", "vat", "entmin", "fixmatch")
+INPUT_LAYOUT_LOSSES = ("rotation", "exemplar", "fixmatch")
 # "auto": mixed_bfloat16 where the hardware has fast bfloat16 (TPUs; CPUs with AMX or
 # AVX-512 BF16), float32 elsewhere; the Trainer records what it chose (training.py).
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
@@ -245,11 +248,10 @@ class Experiment:
                       "vat_power_iters"):
             if getattr(self, field) < 1:
                 fail(field, "must be >= 1")
-        if {"rotation", "exemplar"} <= set(self.losses):
-            fail("losses", "cannot combine rotation and exemplar (different input layouts)")
-        if "fixmatch" in self.losses and {"rotation", "exemplar"} & set(self.losses):
-            fail("losses", "cannot combine fixmatch with rotation or exemplar (different "
-                 "input layouts)")
+        layouts = [name for name in self.losses if name in INPUT_LAYOUT_LOSSES]
+        if len(layouts) > 1:
+            fail("losses", f"cannot combine {' and '.join(layouts)} (each changes the input "
+                 "layout)")
         if "fixmatch" in self.losses and self.unsup_batch_size < 1:
             fail("unsup_batch_mult", "must give an unlabelled batch for fixmatch")
         if not 0 < self.fixmatch_threshold <= 1:
@@ -361,25 +363,6 @@ SMALL_MAX_STEPS = 6_000
 SMALL_POLYAK_HALF_LIFE_STEPS = 1_000.0
 # `synthetic` (tests): a fixed 1 % of every original schedule.
 SYNTHETIC_SCALE = 0.01
-_BASE_FILTERS_FACTOR = 4
-
-
-def images_per_labelled_image(exp: Experiment) -> float:
-    """Forward-pass images a method runs per labelled training image (spec Appendix B),
-    weighted by width^2 relative to the base network's filters_factor 4."""
-    views = 4 if "rotation" in exp.losses else 1
-    if "exemplar" in exp.losses:
-        views = exp.exemplar_patches
-    # FixMatch forwards a weak and a strong view of every unlabelled image.
-    unlabelled_views = 2 if "fixmatch" in exp.losses else 1
-    clean = views * (1 + unlabelled_views * exp.unsup_batch_mult)
-    perturbed = 0.0
-    if "vat" in exp.losses:
-        target = views * (exp.unsup_batch_mult + (1 if exp.apply_vat_to_labelled else 0))
-        perturbed = 2 * target * exp.vat_power_iters
-    return (clean + perturbed) * (exp.filters_factor / _BASE_FILTERS_FACTOR) ** 2
-
-
 def scale_for_dataset(exp: Experiment) -> Experiment:
     """Fits a preset's schedule to the dataset: unchanged for ImageNet and the small-image
     data sets (whose run length the schedule rule sets from the data); 1 % of it for the

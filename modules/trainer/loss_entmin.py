@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from modules.trainer import loss_utils, loss_vat
+from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 
@@ -17,3 +18,6 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
     """Per-example entropy H(softmax(Z)) over the target set: [N_X]."""
     _, clean_logits = loss_vat.target_set(outputs, batch, step.exp)
     return loss_utils.entropy(clean_logits)
+
+
+SPEC = LossSpec(name="entmin", term=term)

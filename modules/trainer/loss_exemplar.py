@@ -19,6 +19,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from modules.trainer import loss_utils
+from modules.trainer.experiment import Experiment
+from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 
@@ -87,3 +89,15 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
     unsup = batch_hard_triplet_loss(outputs["embeddings_unsup"],
                                     batch["unlabelled"]["identity"])
     return loss_utils.mean_of_halves(unsup, sup)
+
+
+def prepare(batch: dict, exp: Experiment) -> dict:
+    """Flattens the P patches of every image of both streams (image-major)."""
+    return {name: flatten_patches(stream, exp.exemplar_identity)
+            for name, stream in batch.items()}
+
+
+SPEC = LossSpec(name="exemplar", term=term, prepare=prepare,
+                heads=lambda exp: {"embeddings": exp.triplet_embed_dim},
+                views=lambda exp: exp.exemplar_patches,
+                train_patches=lambda exp: exp.exemplar_patches)

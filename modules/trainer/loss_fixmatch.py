@@ -2,7 +2,7 @@
 
 The unlabelled stream carries two views of each image (modules/trainer/data.py): a weak
 one (the recipe's pad-crop and flip) and a strong one (strong_augment.py: RandAugment-style
-ops and Cutout). `methods.prepare` stacks them, weak first, so one shared forward pass (with
+ops and Cutout). `prepare` stacks them, weak first, so one shared forward pass (with
 the labelled images, as every S4L method) gives both. The weak view's prediction, without
 gradient, is a pseudo-label where its top probability reaches `fixmatch_threshold`; the
 strong view is trained toward it with cross-entropy. Unconfident images contribute 0 and
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from modules.trainer.experiment import Experiment
+from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 DIAGNOSTICS = ("fixmatch_mask_rate",)
@@ -32,3 +34,13 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
     mask = tf.cast(confidence >= step.exp.fixmatch_threshold, tf.float32)
     step.track("fixmatch_mask_rate", tf.reduce_mean(mask))
     return mask * tf.nn.sparse_softmax_cross_entropy_with_logits(pseudo_labels, strong)
+
+
+def prepare(batch: dict, exp: Experiment) -> dict:
+    """Stacks the unlabelled images' weak and strong views (weak first)."""
+    del exp
+    return {**batch, "unlabelled": stack_views(batch["unlabelled"])}
+
+
+SPEC = LossSpec(name="fixmatch", term=term, prepare=prepare, strong_view=True,
+                unlabelled_views=2, diagnostics=DIAGNOSTICS)

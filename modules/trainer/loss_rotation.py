@@ -11,6 +11,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from modules.trainer import loss_utils
+from modules.trainer.experiment import Experiment
+from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 NUM_ROTATIONS = 4
@@ -52,3 +54,14 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
         return sup
     unsup = rotation_loss(outputs["rotations_unsup"], batch["unlabelled"]["rotation"])
     return loss_utils.mean_of_halves(unsup, sup)
+
+
+def prepare(batch: dict, exp: Experiment) -> dict:
+    """Turns every image of both streams 4 ways (image-major)."""
+    del exp
+    return {name: rotate_stream(stream) for name, stream in batch.items()}
+
+
+SPEC = LossSpec(name="rotation", term=term, prepare=prepare,
+                heads=lambda exp: {"rotations": NUM_ROTATIONS},
+                views=lambda exp: NUM_ROTATIONS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 
@@ -17,3 +18,6 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
     """The supervised term on the labelled half of the shared forward pass: [B]."""
     del step
     return supervised_loss(outputs["classes_sup"], batch["labelled"]["label"])
+
+
+SPEC = LossSpec(name="supervised", term=term)

@@ -30,6 +30,7 @@ import tf_keras as keras
 
 from modules.trainer import loss_utils
 from modules.trainer.experiment import Experiment
+from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 _IMAGE_AXES = [1, 2, 3]
@@ -100,3 +101,15 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
     step.track("vat_r_adv_norm", tf.reduce_mean(tf.norm(
         tf.reshape(r_adv, [tf.shape(r_adv)[0], -1]), axis=1)))
     return loss_utils.kl_divergence(classify(images + r_adv), clean_logits)
+
+
+def extra_passes(exp: Experiment) -> float:
+    """Perturbed images per labelled image and view: a forward and a backward pass per power
+    iteration for every image VAT targets (the unlabelled ones, and the labelled ones where
+    apply_vat_to_labelled)."""
+    targets = exp.unsup_batch_mult + (1 if exp.apply_vat_to_labelled else 0)
+    return 2 * targets * exp.vat_power_iters
+
+
+SPEC = LossSpec(name="vat", term=term, extra_passes=extra_passes,
+                diagnostics=("vat_r_adv_norm",), exact_float32_matmuls=True)

@@ -1,10 +1,11 @@
 """The registry of loss terms and the shared forward pass of every S4L method.
 
-`TERMS` maps the loss names used in `Experiment.losses` to `term(outputs, batch, step)`
-functions that return per-example losses; only training.py reduces them. A method is a set of
-weighted terms (its preset's `losses`): supervised, S4L-Rotation (supervised + rotation),
-S4L-Exemplar (supervised + exemplar), VAT, VAT+EntMin, MOAM step 1 (rotation + VAT + EntMin)
-and FixMatch-style consistency (supervised + fixmatch).
+Each `loss_<name>.py` exports one `SPEC` (method_spec.LossSpec): its term and what it needs
+from the rest of the Trainer. `SPECS` collects them; heads, the train step's batch transform,
+views, patches, costs and diagnostics all derive from it, so a new method is one loss file
+plus one preset. A method is a set of weighted terms (its preset's `losses`): supervised,
+S4L-Rotation (supervised + rotation), S4L-Exemplar (supervised + exemplar), VAT, VAT+EntMin,
+MOAM step 1 (rotation + VAT + EntMin) and FixMatch-style consistency (supervised + fixmatch).
 """
 
 from __future__ import annotations
@@ -23,48 +24,67 @@ from modules.trainer import (
     loss_vat,
 )
 from modules.trainer.experiment import Experiment
+from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
+SPECS: dict[str, LossSpec] = {spec.name: spec for spec in (
+    loss_supervised.SPEC, loss_rotation.SPEC, loss_exemplar.SPEC, loss_vat.SPEC,
+    loss_entmin.SPEC, loss_fixmatch.SPEC)}
+# The term functions by name (training.py reads them here; tests may replace one).
 TERMS: dict[str, Callable[[dict, dict, StepContext], tf.Tensor]] = {
-    "supervised": loss_supervised.term,
-    "rotation": loss_rotation.term,
-    "exemplar": loss_exemplar.term,
-    "vat": loss_vat.term,
-    "entmin": loss_entmin.term,
-    "fixmatch": loss_fixmatch.term,
-}
+    name: spec.term for name, spec in SPECS.items()}
+# The base network's filters_factor: network-image costs are relative to its width.
+_BASE_FILTERS_FACTOR = 4
 
-# Diagnostic scalars a term logs through StepContext.track.
-DIAGNOSTICS: dict[str, tuple[str, ...]] = {"vat": ("vat_r_adv_norm",),
-                                            "fixmatch": loss_fixmatch.DIAGNOSTICS}
+
+def specs(exp: Experiment) -> list[LossSpec]:
+    return [SPECS[name] for name in exp.losses]
 
 
 def heads(exp: Experiment) -> dict[str, int]:
     """Extra linear heads on pre_logits that the experiment's losses need: name -> units."""
-    out = {}
-    if "rotation" in exp.losses:
-        out["rotations"] = loss_rotation.NUM_ROTATIONS
-    if "exemplar" in exp.losses:
-        out["embeddings"] = exp.triplet_embed_dim
-    return out
+    return {name: units for spec in specs(exp) for name, units in spec.heads(exp).items()}
 
 
 def diagnostics(exp: Experiment) -> list[str]:
-    return [name for loss in exp.losses for name in DIAGNOSTICS.get(loss, ())]
+    return [name for spec in specs(exp) for name in spec.diagnostics]
 
 
 def prepare(batch: dict, exp: Experiment) -> dict:
-    """The methods' input transforms, applied in the train step: rotation turns every image
-    4 ways, exemplar flattens the P patches of every image (both image-major), FixMatch
-    stacks the unlabelled images' weak and strong views."""
-    if "rotation" in exp.losses:
-        return {name: loss_rotation.rotate_stream(stream) for name, stream in batch.items()}
-    if "exemplar" in exp.losses:
-        return {name: loss_exemplar.flatten_patches(stream, exp.exemplar_identity)
-                for name, stream in batch.items()}
-    if "fixmatch" in exp.losses:
-        return {**batch, "unlabelled": loss_fixmatch.stack_views(batch["unlabelled"])}
+    """The method's input transform, applied in the train step (rotation turns every image 4
+    ways, exemplar flattens the P patches of every image, FixMatch stacks the weak and strong
+    views); at most one term of a method has one (Experiment.validate)."""
+    for spec in specs(exp):
+        if spec.prepare is not None:
+            return spec.prepare(batch, exp)
     return batch
+
+
+def views(exp: Experiment) -> int:
+    """Network images per stream image after `prepare` (rotation 4, exemplar P, else 1)."""
+    return max(spec.views(exp) for spec in specs(exp))
+
+
+def train_patches(exp: Experiment) -> int:
+    """Images the input pipeline cuts from each training image (exemplar P, else 1)."""
+    return max(spec.train_patches(exp) for spec in specs(exp))
+
+
+def uses_strong_view(exp: Experiment) -> bool:
+    return any(spec.strong_view for spec in specs(exp))
+
+
+def needs_exact_float32(exp: Experiment) -> bool:
+    return any(spec.exact_float32_matmuls for spec in specs(exp))
+
+
+def images_per_labelled_image(exp: Experiment) -> float:
+    """Forward-pass images a method runs per labelled training image (docs/original_s4l.md
+    Appendix B), weighted by width^2 relative to the base network's filters_factor 4."""
+    unlabelled_views = max(spec.unlabelled_views for spec in specs(exp))
+    clean = views(exp) * (1 + unlabelled_views * exp.unsup_batch_mult)
+    perturbed = views(exp) * sum(spec.extra_passes(exp) for spec in specs(exp))
+    return (clean + perturbed) * (exp.filters_factor / _BASE_FILTERS_FACTOR) ** 2
 
 
 def forward(model: keras.Model, batch: dict, training: bool) -> dict[str, tf.Tensor]:

@@ -18,7 +18,7 @@ from absl import logging
 from tfx import v1 as tfx
 
 from modules import features
-from modules.trainer import data, export, hyper_rule, training
+from modules.trainer import data, export, hyper_rule, methods, training
 from modules.trainer.experiment import Experiment
 
 
@@ -44,7 +44,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         exp = exp.replace(num_labelled_examples=count)
     exp = training.resolve_precision(hyper_rule.fit_schedule(exp))
     keras.utils.set_random_seed(exp.seed)
-    if "vat" in exp.losses:
+    if methods.needs_exact_float32(exp):
         # VAT's xi-scaled finite differences are at float32's resolution; TF32 matmuls on
         # Ampere+ GPUs would swamp them (docs/original_s4l.md §10.1 item 7). No effect on CPU/TPU.
         tf.config.experimental.enable_tensor_float_32_execution(False)
@@ -89,6 +89,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         f.write(json.dumps({"experiment": exp.to_dict(), "final_eval": final,
                             "final_step": final_step, "exported_weights": exported,
                             "eval_history": history, "train_history": train_history,
+                            "eval_every_rounds": (training.validation_every_rounds(exp)
+                                                  if exp.eval_every_epochs > 0 else 0),
                             "train_seconds": round(train_seconds, 1)}, indent=1))
     # Everything is written: the backup that let a killed run resume is no longer needed.
     if tf.io.gfile.exists(backup_dir):

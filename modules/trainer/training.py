@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -280,6 +281,23 @@ def fit_epoch_length(exp: Experiment) -> int:
     return max(1, min(wanted, int(exp.schedule_epochs[-1] // MIN_ROUNDS)))
 
 
+def validation_every_rounds(exp: Experiment) -> int:
+    """Rounds of `fit` between evaluations during training (exp.eval_every_epochs > 0)."""
+    return max(1, round(exp.eval_every_epochs / fit_epoch_length(exp)))
+
+
+class ElapsedTime(keras.callbacks.Callback):
+    """Logs `elapsed_s`, the seconds since this process started training, at the end of
+    every round (after its evaluation): the x axis of time-to-accuracy plots."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["elapsed_s"] = time.time() - self._start
+
+
 class StopAtStep(keras.callbacks.Callback):
     """Ends training at the schedule's last step, inside the last round if it is longer."""
 
@@ -330,12 +348,14 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
         StopOnNonFiniteLoss(backup_dir),
         StopAtStep(total_steps),
     ]
+    # First, so that the History that fit adds last records what it logs.
+    callbacks.insert(0, ElapsedTime())
     if model.polyak is not None:
         callbacks.insert(0, polyak.EvaluateWithAverages(model.polyak))
     validation = {}
     if eval_ds is not None and exp.eval_every_epochs > 0:
-        validation = {"validation_data": eval_ds, "validation_freq": max(
-            1, round(exp.eval_every_epochs / labelled_epochs))}
+        validation = {"validation_data": eval_ds,
+                      "validation_freq": validation_every_rounds(exp)}
         # Upright only: the rotation-averaged pass would make each evaluation 5x longer (a
         # third of a 1 % rotation run); the final evaluation reports it.
         model.set_rotation_average(False)

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import tensorflow_model_analysis as tfma
 
-from pipeline.reporting import run_summary
+from pipeline.components import evaluation_metrics
+from pipeline.reporting import curves
 
 # The plot's key in `tfma.load_eval_result(...).plots` (camelCase JSON of the proto field).
 CONFUSION_PLOT_KEY = "multiClassConfusionMatrixAtThresholds"
@@ -45,7 +46,7 @@ code, pre { background: #f6f8fa; padding: 0.15em 0.35em; border-radius: 3px; }
 pre { padding: 0.6em; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }
 .ok { color: #1a7f37; font-weight: bold; } .bad { color: #cf222e; font-weight: bold; }
 .note { color: #666; font-style: italic; }
-img.confusion { max-width: 100%; height: auto; border: 1px solid #ddd; }
+img.confusion, img.curves { max-width: 100%; height: auto; border: 1px solid #ddd; }
 """
 
 # Sets <body data-images-loaded="true|false"> once every image has loaded (or failed): lets a
@@ -76,10 +77,10 @@ def _count(value: float | None) -> str:
 
 
 def _candidate_model_name(evaluation_dir: str) -> str | None:
-    """`run_summary.candidate_model_name`, or None where the evaluation has no readable config
-    (an old or partial output: `load_eval_result` then decides)."""
+    """`evaluation_metrics.candidate_model_name`, or None where the evaluation has no
+    readable config (an old or partial output: `load_eval_result` then decides)."""
     try:
-        return run_summary.candidate_model_name(evaluation_dir)
+        return evaluation_metrics.candidate_model_name(evaluation_dir)
     except Exception:  # noqa: BLE001 - the report must render whatever TFMA left behind.
         return None
 
@@ -231,11 +232,36 @@ def _experiment_rows(experiment: dict[str, Any], stats: dict[str, Any]) -> list[
         if unsup:
             batch += f" labelled + {unsup} unlabelled"
         rows.append(("batch size", _esc(batch)))
-    for key in ("lr", "weight_decay", "architecture", "filters_factor", "precision",
+    if experiment.get("lr") is not None:
+        rows.append(("learning rate", _esc(_learning_rate(experiment))))
+    for key in ("weight_decay", "architecture", "filters_factor", "precision",
                 "pseudo_labels_from", "init_from", "seed"):
         if experiment.get(key) not in (None, ""):
             rows.append((key, _esc(experiment[key])))
     return rows
+
+
+def _learning_rate(experiment: dict[str, Any]) -> str:
+    """The peak LR training used: `lr` scaled by batch / lr_scale_batch_size where set."""
+    lr, scale = float(experiment["lr"]), int(experiment.get("lr_scale_batch_size") or 0)
+    if not scale or "batch_size" not in experiment:
+        return f"{lr:g}"
+    batch = int(experiment["batch_size"])
+    return f"{lr * batch / scale:g} (lr {lr:g} per {scale} images, batch {batch})"
+
+
+def _curves_html(summary: dict[str, Any]) -> str:
+    record = curves.load_run_record(summary.get("tensorboard_logdir"))
+    try:
+        png = curves.curves_png(record) if record else None
+    except Exception as e:  # noqa: BLE001 - a drawing failure must not lose the report.
+        logging.warning("Could not draw the training curves: %s", e)
+        return f"<p class='note'>The training curves could not be drawn ({_esc(e)}).</p>"
+    if png is None:
+        return "<p class='note'>No per-round training history in this run.</p>"
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<img class='curves' alt='training losses, top-1 and learning rate per round' "
+            f"src='data:image/png;base64,{data}'>")
 
 
 def _per_class_table(summary: dict[str, Any], class_names: list[str]) -> str:
@@ -308,6 +334,7 @@ def _stage_section(title: str, summary: dict[str, Any], class_names: list[str],
     ]))
     if experiment:
         parts.append("<h3>Experiment</h3>" + _kv_table(_experiment_rows(experiment, stats)))
+    parts.append("<h3>Training curves</h3>" + _curves_html(summary))
     parts.append("<h3>Per class</h3>" + _per_class_table(summary, class_names))
     parts.append("<h3>Confusion matrix</h3>" + _confusion_html(summary, class_names))
     parts.append("<h3>TensorBoard</h3>")

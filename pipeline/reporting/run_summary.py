@@ -6,14 +6,13 @@ import json
 import os
 from typing import Any
 
-import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tensorflow_model_analysis.writers import eval_config_writer
 
 from modules import features
 from pipeline import layout
 from pipeline.components import imported_examples
+from pipeline.components.evaluation_metrics import evaluation_metrics
 
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
 
@@ -35,48 +34,6 @@ def _latest_outputs(store: metadata_store.MetadataStore, context_name: str
         key = event.path.steps[0].key if event.path.steps else ""
         outputs.setdefault(key, []).extend(store.get_artifacts_by_id([event.artifact_id]))
     return outputs
-
-
-def _metric(metrics: dict, name: str) -> float | None:
-    value = metrics.get("", {}).get("", {}).get(name)
-    return None if value is None else float(value.get("doubleValue", value.get("int64Value", 0)))
-
-
-def candidate_model_name(evaluation_uri: str) -> str | None:
-    """The evaluated (non-baseline) model's name in a TFMA output, None for a one-model run.
-
-    With a baseline the TFX Evaluator names the models "candidate" and "baseline", and
-    `tfma.load_eval_result` without a model name keeps only slices that carry diff metrics.
-    """
-    config, _, _, locations = eval_config_writer.load_eval_run(evaluation_uri)
-    specs = list(config.model_specs) if config else []
-    if len(specs) < 2:
-        return None
-    names = [spec.name for spec in specs if not spec.is_baseline]
-    if len(names) != 1:
-        raise ValueError(f"{evaluation_uri}: expected one candidate model, got {names} "
-                         f"(models {sorted(locations)})")
-    return names[0]
-
-
-def evaluation_metrics(evaluation_uri: str, class_names: list[str] | None = None
-                       ) -> dict[str, Any]:
-    """Overall and per-class top-1/top-5 and example counts of the candidate model from a
-    TFMA output directory (the baseline's metrics, when there is one, are left out)."""
-    result = tfma.load_eval_result(evaluation_uri,
-                                   model_name=candidate_model_name(evaluation_uri))
-    overall, per_class = {}, {}
-    for slice_key, metrics in result.slicing_metrics:
-        values = {"top1": _metric(metrics, "sparse_categorical_accuracy"),
-                  "top5": _metric(metrics, "sparse_top_k_categorical_accuracy"),
-                  "examples": _metric(metrics, "example_count")}
-        if not slice_key:
-            overall = values
-        elif slice_key[0][0] == features.LABEL_KEY:
-            label = int(slice_key[0][1])
-            name = class_names[label] if class_names and label < len(class_names) else str(label)
-            per_class[name] = values
-    return {"overall": overall, "per_class": dict(sorted(per_class.items()))}
 
 
 def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[str, Any]:
@@ -141,12 +98,18 @@ def format_summary(summary: dict[str, Any]) -> str:
     def pct(value):
         return "n/a" if value is None else f"{100 * value:.2f} %"
 
+    def count(value):
+        return "n/a" if value is None else f"{int(value):,}"
+
+    splits = ", ".join(f"{name} {count(n)}" for name, n in (summary.get("splits") or {}).items())
+
     lines = [
         f"S4L run summary ({summary.get('pipeline_name')}, model {summary.get('model')})",
-        f"  splits:        {summary.get('splits')}  (rejected records: "
-        f"{summary.get('rejected_records')})",
+        f"  splits:        {splits or 'n/a'}  (rejected records: "
+        f"{count(summary.get('rejected_records'))})",
         f"  top-1:         {pct(summary.get('top1'))}",
-        f"  top-5:         {pct(summary.get('top5'))}  on {summary.get('eval_examples')} images",
+        f"  top-5:         {pct(summary.get('top5'))}  on "
+        f"{count(summary.get('eval_examples'))} images",
         f"  blessed:       {summary.get('blessed')}",
         f"  pushed to:     {summary.get('pushed_to') if summary.get('pushed') else 'not pushed'}",
         f"  hub modules:   "

@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from modules.trainer import (
     data,
-    experiment,
     loss_fixmatch,
     methods,
     strong_augment,
@@ -95,7 +94,7 @@ def test_two_view_stream_and_a_train_step(image_folder, tmp_path):
 
 def test_fixmatch_settings_are_checked():
     exp = presets.get("fixmatch")
-    assert experiment.images_per_labelled_image(exp) == 3  # labelled + weak + strong
+    assert methods.images_per_labelled_image(exp) == 3  # labelled + weak + strong
     for changes, message in ((dict(unsup_batch_mult=0.0), "unlabelled batch"),
                              (dict(fixmatch_threshold=1.5), "fixmatch_threshold"),
                              (dict(losses={"fixmatch": 1.0, "rotation": 1.0}), "combine")):

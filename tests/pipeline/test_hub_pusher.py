@@ -19,11 +19,11 @@ from modules import features
 from modules.trainer import export
 from pipeline import layout, presets
 from pipeline import pipeline as pipeline_lib
+from pipeline.components import evaluation_metrics
 from pipeline.components.hub_pusher import executor as hub_executor
 from pipeline.components.hub_pusher import model_card
 from pipeline.components.hub_pusher.component import HubPusher
 from pipeline.config import DataConfig
-from pipeline.reporting import run_summary
 
 CLASSES = ["cat", "dog", "eel"]
 SPLIT_STATS = {
@@ -258,7 +258,7 @@ def test_tarball_is_a_hub_compressed_module(inputs, tmp_path, monkeypatch):
 ])
 def test_evaluation_metrics_reads_the_candidate(tmp_path, models, expected):
     write_tfma_output(str(tmp_path), models)
-    metrics = run_summary.evaluation_metrics(str(tmp_path), CLASSES)
+    metrics = evaluation_metrics.evaluation_metrics(str(tmp_path), CLASSES)
     assert metrics["overall"]["top1"] == pytest.approx(expected)
     assert metrics["overall"]["examples"] == 90
     assert metrics["per_class"]["cat"]["top1"] == pytest.approx(expected / 2)

@@ -17,7 +17,8 @@ from PIL import Image
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
 from modules import features
-from pipeline.reporting import report, run_summary
+from pipeline.components import evaluation_metrics
+from pipeline.reporting import curves, report, run_summary
 
 # Label order (not alphabetical: run_summary sorts per_class by name), with HTML specials.
 CLASSES = ["shirt & top", "bag", "<coat>"]
@@ -58,7 +59,7 @@ def evaluation(tmp_path_factory):
     stats_path = str(root / features.SPLIT_STATS_FILE)
     with open(stats_path, "w") as f:
         json.dump({"classes": CLASSES, "selection": {"labelled_fraction": 0.1}}, f)
-    metrics = run_summary.evaluation_metrics(evaluation_dir, CLASSES)
+    metrics = evaluation_metrics.evaluation_metrics(evaluation_dir, CLASSES)
     summary = {
         "pipeline_name": "s4l", "model": "vat", "splits": {"labelled": 30, "eval": 16},
         "rejected_records": 0, "split_stats": stats_path,
@@ -186,3 +187,33 @@ def test_report_renders_in_headless_chromium(evaluation, tmp_path):
     with open(broken, "w", encoding="utf-8") as f:
         f.write(page.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAAA"))
     assert 'data-images-loaded="false"' in _chromium_dom(broken)
+
+
+def test_report_draws_training_curves_and_the_lr_training_used(evaluation, tmp_path):
+    _, _, summary = evaluation
+    logdir = tmp_path / "model_run"
+    logdir.mkdir()
+    record = {"train_history": {"total_loss": [2.0, 1.5, 1.0, 0.8],
+                                "supervised_loss": [2.0, 1.4, 0.9, 0.7],
+                                "top1": [0.3, 0.5, 0.7, 0.8], "lr": [0.05, 0.04, 0.02, 0.0]},
+              "eval_history": {"val_top1": [0.6, 0.75]}, "eval_every_rounds": 2}
+    (logdir / "experiment.json").write_text(json.dumps(record))
+    summary = dict(summary, tensorboard_logdir=str(logdir),
+                   experiment=dict(summary["experiment"], lr=0.1, lr_scale_batch_size=128))
+    with open(report.render_report(summary, str(tmp_path / "report.html"))) as f:
+        page = f.read()
+    images = re.findall(r"class='curves' alt='[^']*' src='data:image/png;base64,([A-Za-z0-9+/=]+)'",
+                        page)
+    assert len(images) == 1
+    assert Image.open(io.BytesIO(base64.b64decode(images[0]))).format == "PNG"
+    assert "0.05 (lr 0.1 per 128 images, batch 64)" in page
+    assert curves.eval_rounds(record, 2, 4) == [2, 4]
+    assert curves.eval_rounds({}, 2, 4) == [2, 4]
+
+
+def test_summary_lines_write_counts_as_counts():
+    text = run_summary.format_summary({"splits": {"labelled": 600, "eval": 10000},
+                                       "rejected_records": 0, "eval_examples": 10000.0,
+                                       "top1": 0.8, "top5": 0.99})
+    assert "labelled 600, eval 10,000  (rejected records: 0)" in text
+    assert "on 10,000 images" in text and "10000.0" not in text

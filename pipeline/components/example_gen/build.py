@@ -23,7 +23,7 @@ from modules import features
 from pipeline.components.example_gen import records as records_lib
 from pipeline.components.example_gen import splits as splits_lib
 from pipeline.components.example_gen.sources import TEST, TRAIN, DataSource
-from pipeline.config import SplitOptions
+from pipeline.components.example_gen.splits import SplitOptions
 
 MAX_LISTED_REJECTIONS = 200
 _PROGRESS_EVERY = 10_000

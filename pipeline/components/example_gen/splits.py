@@ -7,6 +7,7 @@ seed always gives the same subset, whatever machine or process runs it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -24,6 +25,36 @@ def check_fraction(fraction: float) -> float:
     if not 0.0 < fraction <= 1.0:
         raise SplitError(f"labelled fraction must be in (0, 1], got {fraction}")
     return fraction
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitOptions:
+    """How S4LExampleGen chooses the labelled subset and writes the splits; the one home of
+    these defaults (the command line takes them from here). Checked when built.
+
+    Raises:
+      SplitError: a fraction outside (0, 1] (without a label map), fewer than one
+        shard, or a negative validation count.
+    """
+
+    labelled_fraction: float = 0.1
+    label_map_path: str = ""
+    seed: int = 0
+    exclude_labelled: bool = False
+    num_shards: int = 4
+    # > 0: the eval split is this many training images (class-balanced, seeded), held out of
+    # both training splits; the test images are not read (tuning).
+    validation_images: int = 0
+
+    def __post_init__(self):
+        if not self.label_map_path:
+            check_fraction(self.labelled_fraction)
+        if self.num_shards < 1:
+            raise SplitError(f"--num_shards {self.num_shards} must be >= 1")
+        if self.validation_images < 0:
+            raise SplitError(
+                f"--validation_images {self.validation_images} must be >= 0")
+
 
 
 def per_class_target(fraction: float, num_train: int, num_classes: int) -> int:

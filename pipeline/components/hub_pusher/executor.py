@@ -35,8 +35,8 @@ from tfx.utils import io_utils, path_utils
 
 from modules import features
 from modules.trainer import export
+from pipeline.components.evaluation_metrics import evaluation_metrics
 from pipeline.components.hub_pusher import model_card
-from pipeline.reporting import run_summary
 
 MODEL_KEY = standard_component_specs.MODEL_KEY
 MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY
@@ -202,7 +202,7 @@ class Executor(pusher_executor.Executor):
         metrics = None
         if evaluation:
             class_names = (split_stats or {}).get("classes")
-            metrics = run_summary.evaluation_metrics(evaluation.uri, class_names)
+            metrics = evaluation_metrics(evaluation.uri, class_names)
         baseline = (blessing.get_string_custom_property("baseline_model") or None
                     if blessing else None)
         return model_card.build_card(

@@ -61,7 +61,7 @@ def build_card(*, model_name: str, version: str, published_at: str, source_model
                metrics: dict[str, Any] | None = None, evaluation_uri: str | None = None,
                baseline_model_uri: str | None = None) -> dict[str, Any]:
     """The card's facts. `run_record` is the Trainer's experiment.json, `metrics` the output
-    of run_summary.evaluation_metrics, `module_outputs` each module's output shape."""
+    of evaluation_metrics.evaluation_metrics, `module_outputs` each module's output shape."""
     experiment = (run_record or {}).get("experiment", {})
     data = data_facts(split_stats)
     logits_shape = module_outputs.get("classification") or [None, None]
