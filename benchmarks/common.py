@@ -54,12 +54,14 @@ def cpu_label(machine_record: dict) -> str:
 
 
 def git_revision() -> str:
-    """HEAD's short hash, with "-dirty" when tracked files differ from it (the numbers then
-    come from code that no commit holds)."""
+    """HEAD's short hash, with "-dirty" when tracked files other than benchmark results
+    differ from it (the numbers then come from code that no commit holds; the benchmarks'
+    own result files change as a grid fills and say nothing about the code)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True, cwd=REPO).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                  "--", ".", ":(exclude)benchmarks/results"],
                                  capture_output=True, text=True, check=True,
                                  cwd=REPO).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

@@ -32,7 +32,7 @@ def expected_experiment(preset: str, labels: str, seed: int) -> dict:
 
 # Fields that do not change the trained model, and fields that only some methods read.
 _EVAL_ONLY = {"eval_every_epochs", "eval_rotation_average", "eval_batch_size",
-              "checkpoint_every_epochs"}
+              "checkpoint_every_epochs", "resume_from"}
 _METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "triplet_")}
 
 

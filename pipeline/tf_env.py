@@ -12,7 +12,9 @@ import warnings
 
 # TFX 1.16 needs Keras 2: tf-keras, not Keras 3, must back tf.keras (docs/environment.md).
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# TensorFlow's C++ warnings (TensorRT missing, grappler loop optimisation, ...) are noise to
+# a user of the pipeline: errors only.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN kernels: about 2x the small ResNet's training throughput on AVX2-only CPUs
 # (benchmarks/results/train_step_throughput.md); TF 2.16 leaves them off on CPUs without
 # AVX-512.

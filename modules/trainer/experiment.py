@@ -138,6 +138,9 @@ class Experiment:
     seed: int = 0
     strategy: str = "default"
     tpu_address: str = ""
+    # A backup directory (a Trainer's resume/<key>/) to resume from although this run's
+    # settings differ from the run that wrote it, e.g. after a NaN with a lower LR.
+    resume_from: str = ""
 
     # ------------------------------------------------------------------ derived values
 

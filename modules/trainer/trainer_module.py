@@ -35,6 +35,45 @@ def resume_dir(fn_args: tfx.components.FnArgs, exp: Experiment) -> str:
     return os.path.join(component_dir, "resume", key.hexdigest()[:16])
 
 
+def choose_backup(backup_dir: str, resume_from: str = "") -> str:
+    """Says which backup the run resumes from, or why none; with `resume_from` (a backup of
+    other settings) copies it into `backup_dir` first. Returns what it logged.
+
+    Raises:
+      ValueError: `resume_from` is not a backup directory.
+    """
+    if tf.io.gfile.exists(backup_dir):
+        message = f"Resuming from the backup {backup_dir} (same settings and inputs)."
+    elif resume_from:
+        if not tf.io.gfile.isdir(resume_from) or not tf.io.gfile.listdir(resume_from):
+            raise ValueError(f"resume_from={resume_from!r} is not a backup directory (a "
+                             "Trainer's resume/<key>/)")
+        _copy_tree(resume_from, backup_dir)
+        message = (f"Resuming from the backup {resume_from} (resume_from; copied to "
+                   f"{backup_dir}) with this run's settings.")
+    else:
+        root = os.path.dirname(backup_dir)
+        others = ([name.rstrip("/") for name in sorted(tf.io.gfile.listdir(root))]
+                  if tf.io.gfile.isdir(root) else [])
+        message = "No backup of these settings and inputs: training starts at step 0."
+        if others:
+            message += (f" Backups of other settings or inputs (a changed setting, new data, "
+                        f"or --no_cache) are kept in {root}: {', '.join(others)}; "
+                        f"--set resume_from={os.path.join(root, others[-1])} resumes one "
+                        "with the new settings.")
+    logging.info("%s", message)
+    return message
+
+
+def _copy_tree(source: str, destination: str) -> None:
+    for directory, _, files in tf.io.gfile.walk(source):
+        target = os.path.join(destination, os.path.relpath(directory, source))
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(directory, name), os.path.join(target, name),
+                             overwrite=True)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     exp = Experiment.from_dict(fn_args.custom_config["experiment"]).validate()
     if exp.num_labelled_examples == 0:
@@ -63,6 +102,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         init_weights = export.weights_prefix(fn_args.base_model)
     start = time.time()
     backup_dir = resume_dir(fn_args, exp)
+    choose_backup(backup_dir, exp.resume_from)
     model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir, backup_dir, strategy,
                          init_weights)
     train_seconds = time.time() - start

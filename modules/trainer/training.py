@@ -183,7 +183,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             raise FloatingPointError(
                 f"training of {self.model.exp.name!r} stopped: the loss became {loss} at step "
                 f"{step}; the last good checkpoint (end of the previous epoch) is kept in "
-                f"{self.backup_dir}. Lower the learning rate or check the input data.")
+                f"{self.backup_dir}. Lower the learning rate (and add --set resume_from="
+                f"{self.backup_dir} to continue from that checkpoint) or check the input data.")
 
 
 # CPU flags (Linux /proc/cpuinfo) of oneDNN's fast bfloat16 kernels. Without them (AVX2-only
