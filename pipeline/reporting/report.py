@@ -314,6 +314,24 @@ def _confusion_html(summary: dict[str, Any], class_names: list[str]) -> str:
             f"the row, numbers: example counts ({_count(counts.sum())} examples).</p>")
 
 
+def _stages_table(stages: dict[str, dict[str, Any]]) -> str:
+    """Every stage's top-1 and top-5, and top-1 against the supervised stage where the run
+    trained one (in points)."""
+    baseline = (stages.get("supervised") or {}).get("top1")
+    rows = []
+    for name, stage in stages.items():
+        top1 = stage.get("top1")
+        delta = ("" if baseline is None or top1 is None or name == "supervised"
+                 else f"{100 * (top1 - baseline):+.2f}")
+        rows.append(f"<tr class='stage-row'><td>{_esc(name)}</td>"
+                    f"<td class='num'>{_pct(top1)}</td><td class='num'>{delta}</td>"
+                    f"<td class='num'>{_pct(stage.get('top5'))}</td>"
+                    f"<td>{_status(stage.get('blessed'), 'blessed', 'not blessed')}</td></tr>")
+    return ("<table class='stages'><thead><tr><th>stage</th><th>top-1</th>"
+            "<th>vs supervised (points)</th><th>top-5</th><th>blessing</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
 def _stage_section(title: str, summary: dict[str, Any], class_names: list[str],
                    experiment: dict[str, Any] | None, stats: dict[str, Any]) -> str:
     logdir = summary.get("tensorboard_logdir")
@@ -375,6 +393,7 @@ def render_report(summary: dict[str, Any], output_path: str) -> str:
     if summary.get("command"):
         body.append(f"<h3>Command</h3><pre class='command'>{_esc(summary['command'])}</pre>")
     if stages:
+        body.append("<h3>Stages side by side</h3>" + _stages_table(stages))
         last = list(stages)[-1]
         for name, stage in stages.items():
             # Only the final stage's experiment is in the summary (beam_runner.py).

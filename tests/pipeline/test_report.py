@@ -217,3 +217,15 @@ def test_summary_lines_write_counts_as_counts():
                                        "top1": 0.8, "top5": 0.99})
     assert "labelled 600, eval 10,000  (rejected records: 0)" in text
     assert "on 10,000 images" in text and "10000.0" not in text
+
+
+def test_stages_side_by_side_with_the_supervised_baseline(evaluation, tmp_path):
+    _, _, summary = evaluation
+    supervised = dict(summary, model="supervised", top1=0.5)
+    staged = dict(summary, stages={"supervised": supervised, "vat": dict(summary, top1=0.5625)})
+    with open(report.render_report(staged, str(tmp_path / "r.html")), encoding="utf-8") as f:
+        page = f.read()
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row)
+            for row in re.findall(r"<tr class='stage-row'>(.*?)</tr>", page)]
+    assert [row[:3] for row in rows] == [["supervised", "50.00 %", ""],
+                                         ["vat", "56.25 %", "+6.25"]]
