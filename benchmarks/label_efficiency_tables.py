@@ -188,7 +188,7 @@ def time_plot(results: list[dict], path: str) -> None:
                       and r["labels"] == result["labels"]) else None)
     for axis, lab in zip(axes[0], labels, strict=True):
         axis.set_title(f"{lab}: top-1 during training")
-        axis.set_xlabel("training CPU minutes (the method's networks)")
+        axis.set_xlabel("training minutes, wall clock (every network of the method)")
         axis.set_ylabel("top-1 (%)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
