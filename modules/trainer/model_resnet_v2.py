@@ -65,14 +65,17 @@ class _Builder:
                                       name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
 
-    def unit(self, x, filters: int, stride: int, name: str):
-        """Bottleneck v2 unit; the stride sits in the 3x3 conv (spec section 3.1)."""
+    def preact_and_shortcut(self, x, filters: int, stride: int, name: str):
+        """(BN-ReLU of x, the shortcut): identity, or a 1x1 projection of the *pre-activated*
+        input without BN where the shape changes (docs/original_s4l.md §3.1)."""
         preact = self.bn_relu(x, f"{name}_preact")
         if stride > 1 or x.shape[-1] != filters:
-            # Projection of the *pre-activated* input, no BN (spec section 3.1 step 2).
-            shortcut = self.conv(preact, filters, 1, stride, f"{name}_proj")
-        else:
-            shortcut = x
+            return preact, self.conv(preact, filters, 1, stride, f"{name}_proj")
+        return preact, x
+
+    def unit(self, x, filters: int, stride: int, name: str):
+        """Bottleneck v2 unit; the stride sits in the 3x3 conv (docs/original_s4l.md §3.1)."""
+        preact, shortcut = self.preact_and_shortcut(x, filters, stride, name)
         mid = filters // 4
         r = self.conv(preact, mid, 1, 1, f"{name}_conv1")
         r = self.bn_relu(r, f"{name}_conv1")
@@ -82,12 +85,8 @@ class _Builder:
         return layers.Add(name=f"{name}_add")([r, shortcut])
 
     def basic_unit(self, x, filters: int, stride: int, name: str):
-        """Basic v2 unit: BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, projection as above."""
-        preact = self.bn_relu(x, f"{name}_preact")
-        if stride > 1 or x.shape[-1] != filters:
-            shortcut = self.conv(preact, filters, 1, stride, f"{name}_proj")
-        else:
-            shortcut = x
+        """Basic v2 unit: BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, shortcut as above."""
+        preact, shortcut = self.preact_and_shortcut(x, filters, stride, name)
         r = self.conv(preact, filters, 3, stride, f"{name}_conv1")
         r = self.bn_relu(r, f"{name}_conv1")
         r = self.conv(r, filters, 3, 1, f"{name}_conv2")
