@@ -45,11 +45,12 @@ def write_records(path: str, count: int) -> None:
             writer.write(example.SerializeToString(deterministic=True))
 
 
-def measure(name: str, pattern: str, batches: int) -> dict:
+def measure(name: str, pattern: str, count: int, batches: int) -> dict:
     # The crop is measured even where the preset drops it (Fashion-MNIST, all but Exemplar):
     # the goal is about the inception pipeline, which ImageNet runs use.
     exp = presets.get(name, "fashion_mnist").replace(cache_labelled=False, inception_crop=True)
-    stream = data.training_stream(pattern, exp.batch_size, exp, seed=0, cache=False)
+    stream = data.training_stream(pattern, exp.batch_size, exp, seed=0, cache=False,
+                                 count=count)
     iterator = iter(stream.prefetch(tf.data.AUTOTUNE))
     for _ in range(3):
         next(iterator)
@@ -79,7 +80,7 @@ def main() -> None:
         path = os.path.join(tmp, "train.gz")
         write_records(path, args.images)
         for name in args.presets.split(","):
-            row = measure(name, path, args.batches)
+            row = measure(name, path, args.images, args.batches)
             if name in consumed:
                 row["step_consumes_img_per_s"] = consumed[name]
                 row["headroom"] = round(row["stream_img_per_s"] / consumed[name], 1)

@@ -55,6 +55,8 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     epochs = [int(e) for e in re.findall(r"^Epoch (\d+)/10$", second.stdout, re.MULTILINE)]
     assert epochs and epochs[0] == backed_up + 1, (backed_up, epochs[:3])
+    # ... and with the data an uninterrupted run would see next (rounds of 24 steps).
+    assert f"The training data resumes at step {backed_up * 24}." in second.stderr
     assert epochs[-1] == 10
     # The finished run removed the backup it no longer needs.
     assert not glob.glob(pattern)

@@ -20,6 +20,10 @@ from modules.trainer import augment, methods
 from modules.trainer.experiment import Experiment
 
 _AUTOTUNE = tf.data.AUTOTUNE
+_ENDLESS = 2**62
+# Block seeds start with seed * _PASSES_PER_SEED + pass: distinct for the labelled (seed)
+# and unlabelled (seed + 1) streams up to a million passes.
+_PASSES_PER_SEED = 1_000_003
 _TRAIN_SPEC = {
     features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
     features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
@@ -49,67 +53,99 @@ def count_examples(file_pattern: str, split: str) -> int:
     stats = split_stats(file_pattern)
     if stats is not None:
         return int(stats["splits"][split]["count"])
-    return int(_records(list_files(file_pattern), shuffle=False, seed=0).reduce(
+    return int(_records(list_files(file_pattern)).reduce(
         tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def _records(files: list[str], shuffle: bool, seed: int) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if shuffle:
-        dataset = dataset.shuffle(len(files), seed=seed)
-    return dataset.interleave(
+def _records(files: list[str] | tf.Tensor, num_files: int | None = None) -> tf.data.Dataset:
+    """The serialized records of `files`, interleaved in a fixed order."""
+    num_files = len(files) if num_files is None else num_files
+    return tf.data.Dataset.from_tensor_slices(files).interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=min(len(files), 8), num_parallel_calls=_AUTOTUNE, deterministic=True)
+        cycle_length=min(num_files, 8), num_parallel_calls=_AUTOTUNE, deterministic=True)
 
 
 def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
-                    cache: bool, parse: Callable[[tf.Tensor], dict] | None = None,
+                    cache: bool, count: int, start_batch: int = 0,
+                    parse: Callable[[tf.Tensor], dict] | None = None,
                     strong: bool = False) -> tf.data.Dataset:
     """Repeating, shuffled, augmented batches of {"image": [B, S, S, 3], "label": [B]}.
+
+    The stream is a function of the position in it, so that a run resumed after a kill
+    trains on what an uninterrupted run would (`start_batch`: the batches already trained
+    on). Pass p over the `count` records is ordered by seeds made of (`seed`, p), and element
+    i is augmented with the stateless seed (`seed`, i). Starting at batch k reads at most one
+    pass's records to find its place.
 
     `parse` maps a serialized example to {IMAGE_KEY, LABEL_KEY} (default: read both).
     With `strong`, elements also hold "strong": FixMatch's strong view of each image.
     """
+    if count <= 0:
+        raise ValueError(f"the training files {pattern!r} hold no records")
     parse = parse or (lambda s: tf.io.parse_single_example(s, _TRAIN_SPEC))
-    dataset = _records(list_files(pattern), shuffle=True, seed=seed)
-    dataset = dataset.map(parse, num_parallel_calls=_AUTOTUNE)
-    if cache:
-        # Encoded bytes only: the original's --cache_dataset (spec section 1.4, step 4).
-        dataset = dataset.cache()
-    dataset = dataset.repeat().shuffle(exp.shuffle_buffer, seed=seed)
-    # One [2] seed per element: the stateless augmentations then give the same images in the
-    # same order on every run with this seed, however the parallel map is scheduled.
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    files = list_files(pattern)
+    # Encoded records only: the original's --cache_dataset (docs/original_s4l.md §1.4).
+    cached = _records(files).cache() if cache else None
+    block = max(1, min(exp.shuffle_buffer, count))
 
-    def views(record: dict, seed: tf.Tensor) -> dict:
+    def one_pass(number: tf.Tensor) -> tf.data.Dataset:
+        # Dataset.shuffle cannot take a seed computed in the graph (tf.data's seed helper
+        # tests it as a Python bool when the global seed is 0), so each pass is shuffled
+        # with stateless ops instead: blocks of `shuffle_buffer` records are permuted, after
+        # a new file order (uncached streams) and a rotation by up to one block, which moves
+        # the block boundaries from pass to pass.
+        pass_seed = tf.stack([tf.constant(seed, tf.int64), number])
+        records = cached
+        if records is None:
+            records = _records(tf.random.experimental.stateless_shuffle(
+                tf.constant(files), seed=pass_seed), len(files))
+        shift = tf.random.stateless_uniform([], seed=pass_seed, maxval=block, dtype=tf.int64)
+        rotated = records.skip(shift).concatenate(records.take(shift))
+        block_seed = tf.constant(seed, tf.int64) * _PASSES_PER_SEED + number
+        return rotated.batch(block).enumerate().map(
+            lambda index, serialized: tf.random.experimental.stateless_shuffle(
+                serialized, seed=tf.stack([block_seed, index]))).unbatch()
+
+    start = start_batch * batch_size
+    first_pass, offset = divmod(start, count)
+    elements = tf.data.Dataset.range(first_pass, _ENDLESS).flat_map(one_pass).skip(offset)
+    positions = tf.data.Dataset.range(start, _ENDLESS)
+
+    def views(serialized: tf.Tensor, position: tf.Tensor) -> dict:
+        record = parse(serialized)
+        element_seed = tf.stack([tf.constant(seed, tf.int64), position])
         weak_seed, strong_seed = tf.unstack(
-            tf.random.experimental.stateless_split(seed, num=2))
-        out = {"image": augment.train_preprocess(record[features.IMAGE_KEY],
-                                                 seed if not strong else weak_seed, exp),
+            tf.random.experimental.stateless_split(element_seed, num=2))
+        out = {"image": augment.train_preprocess(
+                   record[features.IMAGE_KEY], weak_seed if strong else element_seed, exp),
                "label": tf.cast(record[features.LABEL_KEY], tf.int32)}
         if strong:
             out["strong"] = augment.strong_preprocess(record[features.IMAGE_KEY],
                                                       strong_seed, exp)
         return out
 
-    dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+    dataset = tf.data.Dataset.zip((elements, positions)).map(
         views, num_parallel_calls=_AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True)
 
 
-def train_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.Dataset:
-    """Zipped labelled and (if the method uses one) unlabelled streams, prefetched.
+def train_dataset(train_patterns: list[str], exp: Experiment,
+                  start_step: int = 0) -> tf.data.Dataset:
+    """Zipped labelled and (if the method uses one) unlabelled streams, prefetched, from
+    optimizer step `start_step` on (a resumed run's first step).
 
     Elements are {"labelled": {...}} or {"labelled": {...}, "unlabelled": {...}}. Supervised
     runs have no unlabelled stream at all (the original's dummy stream, spec section 1.5).
     """
     labelled_pattern, unlabelled_pattern = train_patterns
     streams = {"labelled": training_stream(
-        labelled_pattern, exp.batch_size, exp, exp.seed, exp.cache_labelled)}
+        labelled_pattern, exp.batch_size, exp, exp.seed, exp.cache_labelled,
+        count_examples(labelled_pattern, features.SPLITS[0]), start_step)}
     if exp.unsup_batch_size > 0:
         streams["unlabelled"] = training_stream(
             unlabelled_pattern, exp.unsup_batch_size, exp, exp.seed + 1, cache=False,
-            strong=methods.uses_strong_view(exp))
+            count=count_examples(unlabelled_pattern, features.SPLITS[1]),
+            start_batch=start_step, strong=methods.uses_strong_view(exp))
     return tf.data.Dataset.zip(streams).prefetch(_AUTOTUNE)
 
 
@@ -118,7 +154,7 @@ def labelled_lookup(labelled_pattern: str) -> tf.lookup.StaticHashTable:
     spec = {features.FILENAME_KEY: _TRAIN_SPEC[features.IMAGE_KEY],
             features.LABEL_KEY: _TRAIN_SPEC[features.LABEL_KEY]}
     names, labels = [], []
-    for batch in _records(list_files(labelled_pattern), shuffle=False, seed=0).batch(
+    for batch in _records(list_files(labelled_pattern)).batch(
             4096).map(lambda s: tf.io.parse_example(s, spec)):
         names.append(batch[features.FILENAME_KEY])
         labels.append(batch[features.LABEL_KEY])
@@ -127,7 +163,8 @@ def labelled_lookup(labelled_pattern: str) -> tf.lookup.StaticHashTable:
         default_value=-1)
 
 
-def pseudo_label_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.Dataset:
+def pseudo_label_dataset(train_patterns: list[str], exp: Experiment,
+                         start_step: int = 0) -> tf.data.Dataset:
     """Every training image with its true label where it is in the labelled subset and its
     pseudo-label (argmax of the labeller's logits) elsewhere (docs/original_s4l.md §7.2).
 
@@ -148,7 +185,9 @@ def pseudo_label_dataset(train_patterns: list[str], exp: Experiment) -> tf.data.
                 features.LABEL_KEY: tf.where(true_label >= 0, true_label, pseudo)}
 
     stream = training_stream(unlabelled_pattern, exp.batch_size, exp, exp.seed,
-                             exp.cache_labelled, parse=parse)
+                             exp.cache_labelled, count_examples(unlabelled_pattern,
+                                                                features.SPLITS[1]),
+                             start_step, parse=parse)
     return tf.data.Dataset.zip({"labelled": stream}).prefetch(_AUTOTUNE)
 
 
@@ -157,7 +196,7 @@ def eval_dataset(pattern: str, tf_transform_output: tft.TFTransformOutput,
     """(images [N, S, S, 3], labels [N]) through the Transform graph; keeps the remainder."""
     raw_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tf_transform_output.transform_features_layer()
-    dataset = _records(list_files(pattern), shuffle=False, seed=0).batch(batch_size)
+    dataset = _records(list_files(pattern)).batch(batch_size)
 
     def transform(serialized):
         transformed = tft_layer(tf.io.parse_example(serialized, raw_spec))

@@ -89,10 +89,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         tf.config.experimental.enable_tensor_float_32_execution(False)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = training.make_strategy(exp)
-    if exp.pseudo_labels_from:
-        train_ds = data.pseudo_label_dataset(fn_args.train_files, exp)
-    else:
-        train_ds = data.train_dataset(fn_args.train_files, exp)
     eval_ds = data.eval_dataset(fn_args.eval_files[0], tf_transform_output, exp.eval_batch_size)
     init_weights = None
     if exp.init_from:
@@ -103,6 +99,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     start = time.time()
     backup_dir = resume_dir(fn_args, exp)
     choose_backup(backup_dir, exp.resume_from)
+    # A resumed run goes on with the data an uninterrupted one would see next.
+    start_step = training.rounds_in_backup(backup_dir) * training.round_steps(exp)
+    if start_step:
+        logging.info("The training data resumes at step %d.", start_step)
+    if exp.pseudo_labels_from:
+        train_ds = data.pseudo_label_dataset(fn_args.train_files, exp, start_step)
+    else:
+        train_ds = data.train_dataset(fn_args.train_files, exp, start_step)
     model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir, backup_dir, strategy,
                          init_weights)
     train_seconds = time.time() - start

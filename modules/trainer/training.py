@@ -282,6 +282,24 @@ def fit_epoch_length(exp: Experiment) -> int:
     return max(1, min(wanted, int(exp.schedule_epochs[-1] // MIN_ROUNDS)))
 
 
+def round_steps(exp: Experiment) -> int:
+    """Optimizer steps in one round (one Keras epoch) of `fit`."""
+    return fit_epoch_length(exp) * schedules.steps_per_epoch(exp)
+
+
+def rounds_in_backup(backup_dir: str) -> int:
+    """Rounds that the BackupAndRestore checkpoint in `backup_dir` holds (0 without one).
+
+    Keras stores the 0-based index of the last finished round as `ckpt_saved_epoch`.
+    """
+    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+    if checkpoint is None:
+        return 0
+    reader = tf.train.load_checkpoint(checkpoint)
+    keys = [k for k in reader.get_variable_to_shape_map() if "ckpt_saved_epoch" in k]
+    return max(0, int(reader.get_tensor(keys[0])) + 1) if keys else 0
+
+
 def validation_every_rounds(exp: Experiment) -> int:
     """Rounds of `fit` between evaluations during training (exp.eval_every_epochs > 0)."""
     return max(1, round(exp.eval_every_epochs / fit_epoch_length(exp)))
@@ -320,8 +338,7 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
     `init_weights` (a Keras weights prefix) warm-starts the model; a resumed backup wins.
     """
     total_steps = schedules.total_steps(exp)
-    labelled_epochs = fit_epoch_length(exp)
-    steps_per_epoch = labelled_epochs * schedules.steps_per_epoch(exp)
+    steps_per_epoch = round_steps(exp)
     epochs = math.ceil(total_steps / steps_per_epoch)
     with strategy.scope():
         model = build_model(exp)

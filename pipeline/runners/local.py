@@ -18,7 +18,8 @@ from pipeline import cli
 PROG = "beam_runner"
 _PROGRESS_PATTERNS = ("Component ", "S4LExampleGen:", "Training ", "Final eval",
                       "Running pipeline", "not blessed", "Model pushed", "Rejected record",
-                      "Initialised ")
+                      "Initialised ", "Resuming from the backup", "No backup of these",
+                      "The training data resumes")
 
 
 class _ProgressFilter:

@@ -1,6 +1,7 @@
 """The Trainer's input pipeline: seeded, reproducible streams from the split files."""
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from modules.trainer import data, experiment, training
@@ -37,3 +38,36 @@ def test_same_seed_gives_identical_first_losses(image_folder, tmp_path):
     assert first == second  # Bit-identical on CPU.
     other = _first_losses(patterns, exp.replace(seed=4))
     assert not np.allclose(first, other)
+
+
+def test_a_stream_started_at_batch_k_continues_the_uninterrupted_stream(image_folder,
+                                                                         tmp_path):
+    # 20 labelled images in batches of 6: batches 2-5 cross pass boundaries (pass 1 starts
+    # inside batch 3), so a resume must find both the pass and the place in it.
+    exp = experiment.for_dataset("synthetic").replace(num_classes=4, batch_size=6,
+                                                      unsup_batch_mult=1.0, seed=5)
+    patterns = _splits(image_folder, tmp_path / "s")
+    tf.random.set_seed(0)  # as run_fn does for seed 0 (tf.data treats a 0 seed specially)
+    whole = list(data.train_dataset(patterns, exp).take(7))
+    resumed = list(data.train_dataset(patterns, exp, start_step=3).take(4))
+    for expected, got in zip(whole[3:], resumed, strict=True):
+        for stream in ("labelled", "unlabelled"):
+            np.testing.assert_array_equal(expected[stream]["label"], got[stream]["label"])
+            np.testing.assert_array_equal(expected[stream]["image"], got[stream]["image"])
+    # Each pass holds every image once, in an order of its own.
+    labels = np.concatenate([b["labelled"]["label"] for b in whole]).tolist()
+    assert sorted(labels[:20]) == sorted(labels[20:40])
+    assert labels[:20] != labels[20:40]
+
+
+def test_rounds_in_backup_reads_what_keras_backed_up(tmp_path):
+    assert training.rounds_in_backup(str(tmp_path / "none")) == 0
+    exp = experiment.for_dataset("synthetic").replace(num_labelled_examples=8, batch_size=4)
+    model = training.build_model(exp)
+    rng = np.random.default_rng(0)
+    batch = {"labelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),
+                          "label": np.zeros(4, np.int32)}}
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    model.fit(dataset, epochs=3, steps_per_epoch=2, verbose=0, callbacks=[
+        keras.callbacks.BackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)])
+    assert training.rounds_in_backup(str(tmp_path / "b")) == 3
