@@ -38,7 +38,7 @@ class CliError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     from pipeline import presets
-    from pipeline.components import imported_examples
+    from pipeline.components import data_gate, imported_examples
     from pipeline.components.example_gen import sources
 
     parser = argparse.ArgumentParser(
@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Evaluate on this many training images (class-balanced, seeded, in "
                            "neither training split) instead of the test set: for tuning "
                            "settings without reading the test images (default 0: test set).")
+    data.add_argument("--stop_on_anomalies", choices=data_gate.STOP_ON,
+                      default=data_gate.DEFAULT_STOP_ON,
+                      help="ExampleValidator checks every record against the schema and the "
+                           "class count; wrong_data: stop before training on "
+                           "anomalies of the images or labels (missing, wrong type, label out "
+                           "of range) or an empty split; any: on every anomaly; never: report "
+                           "them in the summary only.")
     data.add_argument("--seed", type=int, default=SplitOptions.seed,
                       help="Seed of the labelled subset and of training (default 0).")
 
@@ -235,7 +242,8 @@ def make_data_config(args: argparse.Namespace, source, num_classes: int) -> Data
     return DataConfig(source=args.source, data_path=data_path,
                       splits=split_options(args, label_map), num_classes=num_classes,
                       label_offset=args.label_offset,
-                      fingerprint=_fingerprint(source, args.label_map))
+                      fingerprint=_fingerprint(source, args.label_map),
+                      stop_on_anomalies=args.stop_on_anomalies)
 
 
 def split_options(args: argparse.Namespace, label_map_path: str) -> SplitOptions:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipeline.components import data_gate
 from pipeline.components.example_gen.splits import SplitOptions
 
 __all__ = ["DataConfig", "EvalConfig", "SplitOptions"]
@@ -23,6 +24,11 @@ class DataConfig:
     label_offset: int = 1
     # Changes when the source files change, so ExampleGen is not served from cache.
     fingerprint: str = ""
+    # Which ExampleValidator anomalies stop the run before Transform (data_gate.STOP_ON).
+    stop_on_anomalies: str = data_gate.DEFAULT_STOP_ON
+
+    def __post_init__(self):
+        data_gate.blocking([], self.stop_on_anomalies)  # Checks the policy's name.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """`create_pipeline(...)`: the S4L TFX graph that every runner shares.
 
 S4LExampleGen (or an Importer of already-split examples) -> StatisticsGen -> (ImportSchemaGen)
-              -> ExampleValidator
+              -> ExampleValidator -> S4LDataGate (stops on wrong data; its schema goes to
+                 every Trainer)
               -> Transform -> per stage: Trainer -> Evaluator (vs the stage's previous
                  blessed model) -> Pusher (serving model) and HubPusher (TF Hub modules)
 
@@ -24,8 +25,9 @@ from tfx import v1 as tfx
 from modules import features
 from modules.trainer.experiment import Experiment
 from pipeline import layout, presets
-from pipeline.components import imported_examples
+from pipeline.components import data_gate, imported_examples
 from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
+from pipeline.components.data_gate_component import data_gate_node
 from pipeline.components.example_gen.component import S4LExampleGen
 from pipeline.components.hub_pusher.component import HubPusher
 from pipeline.config import DataConfig, EvalConfig
@@ -241,19 +243,24 @@ def create_pipeline(
     statistics_gen = tfx.components.StatisticsGen(examples=all_examples)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+    ).with_id(data_gate.VALIDATOR_ID)
+    gate = data_gate_node(statistics_gen.outputs["statistics"],
+                          example_validator.outputs["anomalies"], schema_gen.outputs["schema"],
+                          data.num_classes, data.stop_on_anomalies)
+    checked_schema = gate.outputs["checked_schema"]
     transform = transform_node(all_examples, schema_gen.outputs["schema"], experiments,
                                materialize=materialize, module_file=transform_module,
                                installed_modules=installed_modules)
     shared = _SharedInputs(
         examples=all_examples, transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"], thresholds=thresholds or EvalConfig(),
+        schema=checked_schema, thresholds=thresholds or EvalConfig(),
         push_destination=push_destination, hub_destination=hub_destination,
         hub_tarball=hub_tarball, make_trainer=trainer_factory or standard_trainer,
         make_baseline=baseline_factory or previous_blessed_baseline,
         trainer_code=({"run_fn": RUN_FN} if installed_modules
                       else {"module_file": trainer_module}))
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+    components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
     models: dict[str, Any] = {}
     for experiment in experiments:
         nodes, models[experiment.name] = stage_nodes(experiment, shared, models)

@@ -24,8 +24,8 @@ from pipeline.runners import local
 pytestmark = pytest.mark.xdist_group("pipeline_e2e")
 
 COMPONENTS = ("S4LExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "Transform", "Trainer.supervised", "Evaluator.supervised", "Pusher.supervised",
-              "HubPusher.supervised")
+              "S4LDataGate", "Transform", "Trainer.supervised", "Evaluator.supervised",
+              "Pusher.supervised", "HubPusher.supervised")
 
 
 def _latest_states(metadata_path):
@@ -81,6 +81,7 @@ def test_summary(pipeline_run):
     summary = pipeline_run["summary"]
     assert summary["splits"] == {"labelled": 48, "unlabelled": 192, "eval": 48}
     assert summary["eval_examples"] == 48
+    assert summary["data_anomalies"] == []  # the converter's records match the schema
     # Chance is 0.25; the default gate (--min_top1 0.5) blessed it.
     assert summary["top1"] >= 0.9, summary["top1"]
     assert summary["blessed"] is True and summary["pushed"] is True
@@ -161,7 +162,7 @@ def test_trainer_change_reruns_only_the_trainer_and_what_follows(pipeline_run):
                        "--max_top1_drop", "1.0"]) == 0
     states = _latest_states(str(pipeline_run["out"] / "tfx" / "metadata.sqlite"))
     upstream = ("S4LExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                "Transform")
+                "S4LDataGate", "Transform")
     assert {states[name] for name in upstream} == {"CACHED"}, states
     assert {states[name] for name in COMPONENTS if name not in upstream} == {"COMPLETE"}
     # The second blessed model is Hub version 2, and its evaluation, which now also scored the

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow_model_analysis as tfma
 
 from pipeline.components import evaluation_metrics
-from pipeline.reporting import curves
+from pipeline.reporting import curves, run_summary
 
 # The plot's key in `tfma.load_eval_result(...).plots` (camelCase JSON of the proto field).
 CONFUSION_PLOT_KEY = "multiClassConfusionMatrixAtThresholds"
@@ -365,6 +365,15 @@ def _stage_section(title: str, summary: dict[str, Any], class_names: list[str],
     return "".join(parts)
 
 
+def _anomalies_table(anomalies: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{_esc(a['split'])}</td><td>{_esc(a['feature'])}</td>"
+        f"<td>{'wrong data' if a['wrong_data'] else 'reported'}</td>"
+        f"<td>{_esc(a['description'])}</td></tr>" for a in anomalies)
+    return ("<table><tr><th>split</th><th>feature</th><th>kind</th><th>what</th></tr>"
+            f"{rows}</table>")
+
+
 def render_report(summary: dict[str, Any], output_path: str) -> str:
     """Writes the run's HTML report and returns its path.
 
@@ -387,9 +396,16 @@ def render_report(summary: dict[str, Any], output_path: str) -> str:
                 ("splits", _esc(", ".join(f"{k}: {v:,}" for k, v in
                                           (summary.get("splits") or {}).items()) or "n/a")),
                 ("rejected records", _esc(summary.get("rejected_records", "n/a"))),
+                ("data checks", _esc(run_summary.format_anomalies(
+                    summary.get("data_anomalies")).replace("; see summary.json", ""))),
                 ("wall time", _esc(f"{summary['wall_time_s']:.1f} s")
                  if summary.get("wall_time_s") is not None else "n/a")]
     body = [f"<h1>{_esc(title)}</h1>", _kv_table(run_rows)]
+    if summary.get("stopped"):
+        body.append(f"<h3>Stopped</h3><p>{_esc(summary['stopped'])}</p>")
+    if summary.get("data_anomalies"):
+        body.append("<h3>Data anomalies (ExampleValidator)</h3>" + _anomalies_table(
+            summary["data_anomalies"]))
     if summary.get("command"):
         body.append(f"<h3>Command</h3><pre class='command'>{_esc(summary['command'])}</pre>")
     if stages:

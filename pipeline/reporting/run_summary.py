@@ -11,7 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from modules import features
 from pipeline import layout
-from pipeline.components import imported_examples
+from pipeline.components import data_gate, imported_examples
 from pipeline.components.evaluation_metrics import evaluation_metrics
 
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
@@ -36,8 +36,10 @@ def _latest_outputs(store: metadata_store.MetadataStore, context_name: str
     return outputs
 
 
-def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[str, Any]:
-    """The summary of the latest run of `pipeline_name` recorded in `metadata_path`."""
+def summarize(metadata_path: str, pipeline_name: str, model_name: str,
+              num_classes: int = 0) -> dict[str, Any]:
+    """The summary of the latest run of `pipeline_name` recorded in `metadata_path`
+    (`num_classes`: the run's, for the label checks; default: split_stats' class count)."""
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -66,6 +68,14 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str) -> dict[s
         summary["splits"] = {k: v["count"] for k, v in stats["splits"].items()}
         summary["rejected_records"] = stats["rejected"]["count"]
         summary["split_stats"] = stats_path
+    anomalies = _latest_outputs(store, f"{pipeline_name}.{data_gate.VALIDATOR_ID}").get(
+        "anomalies")
+    statistics = _latest_outputs(store, f"{pipeline_name}.StatisticsGen").get("statistics")
+    if anomalies and statistics:
+        split_names = json.loads(anomalies[0].properties["split_names"].string_value or "[]")
+        summary["data_anomalies"] = data_gate.find(
+            statistics[0].uri, anomalies[0].uri, split_names,
+            num_classes or len(class_names or []))
     if trainer.get("model"):
         summary["model_dir"] = trainer["model"][0].uri
     if trainer.get("model_run"):
@@ -107,6 +117,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"S4L run summary ({summary.get('pipeline_name')}, model {summary.get('model')})",
         f"  splits:        {splits or 'n/a'}  (rejected records: "
         f"{count(summary.get('rejected_records'))})",
+        f"  data checks:   {format_anomalies(summary.get('data_anomalies'))}",
         f"  top-1:         {pct(summary.get('top1'))}",
         f"  top-5:         {pct(summary.get('top5'))}  on "
         f"{count(summary.get('eval_examples'))} images",
@@ -118,3 +129,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  tensorboard:   {summary.get('tensorboard_logdir')}",
     ]
     return "\n".join(lines)
+
+
+def format_anomalies(anomalies: list[dict[str, Any]] | None) -> str:
+    """One line: how many ExampleValidator anomalies, how many mean wrong data, which."""
+    if anomalies is None:
+        return "n/a"
+    if not anomalies:
+        return "no anomalies"
+    wrong = sum(a["wrong_data"] for a in anomalies)
+    names = sorted({f"{a['split']}/{a['feature']}" for a in anomalies})
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return (f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} ({wrong} wrong "
+            f"data): {shown}; see summary.json")

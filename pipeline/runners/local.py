@@ -45,13 +45,15 @@ def _set_up_logging(verbose: bool) -> None:
         logging.get_absl_logger().addFilter(_ProgressFilter())
 
 
-def write_summary(spec: cli.RunSpec, elapsed: float, argv: list[str]) -> dict[str, Any]:
+def write_summary(spec: cli.RunSpec, elapsed: float, argv: list[str],
+                  stopped: str = "") -> dict[str, Any]:
     """OUTPUT_DIR/summary.json: the last stage's results at the top level, every stage's
-    under "stages" when there are several."""
+    under "stages" when there are several; `stopped`: why the run stopped early."""
     from pipeline.reporting import run_summary
 
     paths, names = spec.paths, [e.name for e in spec.experiments]
-    stages = {name: run_summary.summarize(paths.metadata_path, spec.pipeline_name, name)
+    stages = {name: run_summary.summarize(paths.metadata_path, spec.pipeline_name, name,
+                                          spec.data.num_classes)
               for name in names}
     summary = dict(stages[names[-1]])
     summary.update(wall_time_s=round(elapsed, 1), pipeline_root=paths.pipeline_root,
@@ -59,6 +61,8 @@ def write_summary(spec: cli.RunSpec, elapsed: float, argv: list[str]) -> dict[st
                    command=shlex.join(["beam_runner.py", *argv]))
     if len(names) > 1:
         summary["stages"] = stages
+    if stopped:
+        summary["stopped"] = stopped
     summary["report"] = paths.report_path
     os.makedirs(paths.output_dir, exist_ok=True)
     with open(paths.summary_path, "w") as f:
@@ -85,7 +89,8 @@ def print_summary(summary: dict[str, Any], spec: cli.RunSpec, elapsed: float) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the pipeline of `argv` (default sys.argv[1:]); 2 on bad settings, else 0."""
+    """Runs the pipeline of `argv` (default sys.argv[1:]); 2 on bad settings, 1 when data
+    anomalies stopped it, else 0."""
     argv = sys.argv[1:] if argv is None else argv
     own_args, beam_args = cli.split_beam_args(argv)
     args = cli.build_parser().parse_args(own_args)
@@ -109,8 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(spec.paths.pipeline_root, exist_ok=True)
     logging.info("Running pipeline %s (stages %s) under %s", spec.pipeline_name,
                  ", ".join(e.name for e in spec.experiments), spec.paths.pipeline_root)
+    from pipeline.components import data_gate
+
     start = time.time()
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except data_gate.DataAnomaliesError as e:
+        elapsed = time.time() - start
+        summary = write_summary(spec, elapsed, argv, stopped=str(e))
+        print(f"{PROG}: stopped before training: {e}\n  summary: {spec.paths.summary_path}",
+              file=sys.stderr)
+        print_summary(summary, spec, elapsed)
+        return 1
     elapsed = time.time() - start
     print_summary(write_summary(spec, elapsed, argv), spec, elapsed)
     return 0

@@ -73,7 +73,7 @@ def test_airflow_loads_the_dag_file(loaded):
 def test_tasks_are_the_components(loaded):
     tasks = set(loaded[1]["upstream"])
     shared = {"S4LExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "Transform"}
+              "S4LDataGate", "Transform"}
     per_stage = {f"{kind}.{stage}" for kind in ("Trainer", "baseline_resolver", "Evaluator",
                                                 "Pusher")
                  for stage in ("supervised", "s4l_rotation")}
@@ -85,7 +85,9 @@ def test_dependencies_follow_the_pipeline(loaded):
     assert upstream["S4LExampleGen"] == set()
     assert upstream["Transform"] == {"S4LExampleGen", "ImportSchemaGen"}
     for stage in ("supervised", "s4l_rotation"):
-        assert {"Transform", "S4LExampleGen", "ImportSchemaGen"} <= upstream[f"Trainer.{stage}"]
+        # The schema reaches the Trainers through the data gate (it stops wrong data).
+        assert {"Transform", "S4LExampleGen", "S4LDataGate"} <= upstream[f"Trainer.{stage}"]
+        assert upstream["S4LDataGate"] == {"ExampleValidator", "ImportSchemaGen"}
         assert {f"Trainer.{stage}", f"baseline_resolver.{stage}"} <= upstream[
             f"Evaluator.{stage}"]
         assert {f"Trainer.{stage}", f"Evaluator.{stage}"} <= upstream[f"Pusher.{stage}"]

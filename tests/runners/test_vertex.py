@@ -51,7 +51,7 @@ def test_every_component_runs_in_the_pipeline_image(compiled):
     spec, _ = compiled
     tasks = set(spec["root"]["dag"]["tasks"])
     for component in ("S4LExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                      "Transform", "Trainer.supervised", "Evaluator.supervised",
+                      "S4LDataGate", "Transform", "Trainer.supervised", "Evaluator.supervised",
                       "Pusher.supervised"):
         assert component in tasks
     # No baseline resolver: Vertex's would match any blessed model of the project.
