@@ -1,8 +1,10 @@
 """HubPusher executor, model card and wiring, on a tiny tf-keras model (no pipeline run)."""
 
+import concurrent.futures
 import json
 import os
 import tarfile
+import types
 
 import numpy as np
 import pytest
@@ -315,3 +317,90 @@ def test_model_card_markdown_escapes_user_strings(inputs, tmp_path):
     for tag in ("<b>", "<img", "<script", "<iframe", "<em>", 'href="javascript'):
         assert tag not in page, tag
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "*x*" in page
+
+
+@pytest.fixture
+def object_store(monkeypatch):
+    """Local folders with an object store's rules: no atomic rename, so pushes claim
+    versions and mark them complete (the claims stay exclusive creates)."""
+    monkeypatch.setattr(hub_executor, "renames_atomically", lambda path: False)
+
+
+def test_object_store_push_claims_then_marks_the_version_complete(inputs, tmp_path,
+                                                                  object_store):
+    destination = str(tmp_path / "hub")
+    model_dir = os.path.join(destination, "s4l_rotation")
+    first = push(inputs, destination, str(tmp_path / "pushed1"))
+    second = push(inputs, destination, str(tmp_path / "pushed2"))
+    assert [p.get_string_custom_property("pushed_version") for p in (first, second)] == [
+        "1", "2"]
+    assert sorted(os.listdir(model_dir)) == ["1", "1.claim", "2", "2.claim"]
+    assert os.path.exists(os.path.join(model_dir, "2", hub_executor.COMPLETE_MARKER))
+    assert hub_executor.published_versions(model_dir) == [1, 2]
+
+
+def test_object_store_crash_leaves_no_visible_version(inputs, tmp_path, monkeypatch,
+                                                     object_store):
+    destination = str(tmp_path / "hub")
+    model_dir = os.path.join(destination, "s4l_rotation")
+    push(inputs, destination, str(tmp_path / "pushed1"))
+
+    def fail(*args, **kwargs):
+        raise OSError("connection reset")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hub_executor.Executor, "_write_card", staticmethod(fail))
+        with pytest.raises(OSError, match="connection reset"):
+            push(inputs, destination, str(tmp_path / "pushed2"))
+    # Version 2 is half written (modules, no card, no marker): readers do not see it, and
+    # the next push does not reuse its number.
+    assert os.path.isdir(os.path.join(model_dir, "2", "classification"))
+    assert hub_executor.published_versions(model_dir) == [1]
+    third = push(inputs, destination, str(tmp_path / "pushed3"))
+    assert third.get_string_custom_property("pushed_version") == "3"
+    assert hub_executor.published_versions(model_dir) == [1, 3]
+
+
+def test_concurrent_claims_get_distinct_versions(tmp_path):
+    model_dir = str(tmp_path)
+
+    def claim(_):
+        version = hub_executor.next_version(model_dir)
+        while not hub_executor.create_if_absent(
+                os.path.join(model_dir, f"{version}{hub_executor.CLAIM_SUFFIX}"), "x"):
+            version = max(version + 1, hub_executor.next_version(model_dir))
+        return version
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        versions = list(pool.map(claim, range(16)))
+    assert sorted(versions) == list(range(1, 17))
+
+
+def test_cloud_storage_claims_with_a_generation_precondition(monkeypatch):
+    from google.api_core import exceptions
+    from google.cloud import storage
+
+    created = {}
+
+    class Blob:
+        def __init__(self, name):
+            self.name = name
+
+        def upload_from_string(self, content, if_generation_match=None):
+            assert if_generation_match == 0  # create only if absent, atomically
+            if self.name in created:
+                raise exceptions.PreconditionFailed("exists")
+            created[self.name] = content
+
+    class Client:
+        def bucket(self, name):
+            assert name == "bucket"
+            return types.SimpleNamespace(blob=Blob)
+
+    monkeypatch.setattr(storage, "Client", Client)
+    path = "gs://bucket/hub/s4l_rotation/3.claim"
+    assert hub_executor.create_if_absent(path, "a") is True
+    assert hub_executor.create_if_absent(path, "b") is False
+    assert created == {"hub/s4l_rotation/3.claim": "a"}
+    assert not hub_executor.renames_atomically("gs://bucket/hub")
+    assert hub_executor.renames_atomically("/local/hub")

@@ -9,11 +9,20 @@ Layout under the destination:
                                                              compressed format (module at root)
 
 Versions are 1, 2, ...: the next integer after the largest integer directory, as TF Hub and
-TF Serving number versions, so a re-run never overwrites an earlier publication. A version is
-written under a hidden staging name and renamed into place at the end, so an interrupted push
-leaves no half-written version (on a local or POSIX file system; on gs:// a directory rename
-copies object by object and is not atomic, but the staging name still keeps readers from
-listing an incomplete version as the latest integer).
+TF Serving number versions, so a re-run never overwrites an earlier publication.
+
+How a version becomes visible only when complete, and only one writer gets each number:
+
+* Local and POSIX file systems: the version is written under a hidden staging name and
+  renamed into place (atomic; a rename onto an existing version fails and the push takes
+  the next number).
+* Object stores (gs://, and any scheme without atomic directory renames): a rename would copy
+  object by object, so the push first claims the number by creating `<version>.claim` only
+  if it does not exist (a Cloud Storage precondition, `if_generation_match=0`; exclusive
+  create elsewhere), writes the version in place and writes `PUSH_COMPLETE` into it last.
+  Readers take `published_versions` (versions with the marker, or from before claims
+  existed), so a crashed push's half-written version is never "the latest"; numbering counts
+  claims too, so it is never reused.
 """
 
 from __future__ import annotations
@@ -52,24 +61,75 @@ MODULES = tuple(model_card.MODULE_OUTPUTS)
 EXPERIMENT_RECORD = features.RUN_RECORD_FILE
 _STAGING_PREFIX = ".staging-"
 _RENAME_ATTEMPTS = 5
+CLAIM_SUFFIX = ".claim"
+COMPLETE_MARKER = "PUSH_COMPLETE"
+
+
+def renames_atomically(path: str) -> bool:
+    """Whether a directory rename under `path` is atomic (local and POSIX file systems)."""
+    return "://" not in path or path.startswith("file://")
+
+
+def create_if_absent(path: str, content: str) -> bool:
+    """Creates `path` holding `content` unless it exists, atomically; False if it existed."""
+    if path.startswith("gs://"):
+        from google.api_core import exceptions
+        from google.cloud import storage
+
+        bucket, _, name = path[len("gs://"):].partition("/")
+        blob = storage.Client().bucket(bucket).blob(name)
+        try:
+            blob.upload_from_string(content, if_generation_match=0)
+        except exceptions.PreconditionFailed:
+            return False
+        return True
+    if "://" in path and not path.startswith("file://"):
+        # No atomic create through tf.io.gfile: check, then write (two writers in the same
+        # instant could both succeed; said in docs/pipeline.md).
+        if tf.io.gfile.exists(path):
+            return False
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(content)
+        return True
+    try:
+        descriptor = os.open(path.removeprefix("file://"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as f:
+        f.write(content)
+    return True
+
+
+def _entries(model_dir: str) -> list[str]:
+    if not tf.io.gfile.isdir(model_dir):
+        return []
+    return [entry.rstrip("/") for entry in tf.io.gfile.listdir(model_dir)]
 
 
 def existing_versions(model_dir: str) -> list[int]:
-    """The integer version directories under `model_dir`, ascending."""
-    if not tf.io.gfile.isdir(model_dir):
-        return []
-    versions = []
-    for entry in tf.io.gfile.listdir(model_dir):
-        name = entry.rstrip("/")
-        if name.isdigit() and tf.io.gfile.isdir(os.path.join(model_dir, name)):
-            versions.append(int(name))
-    return sorted(versions)
+    """The integer version directories under `model_dir`, ascending (complete or not)."""
+    return sorted(int(name) for name in _entries(model_dir)
+                  if name.isdigit() and tf.io.gfile.isdir(os.path.join(model_dir, name)))
+
+
+def claimed_versions(model_dir: str) -> list[int]:
+    """Version numbers claimed by object-store pushes (`<version>.claim`), ascending."""
+    return sorted(int(name[:-len(CLAIM_SUFFIX)]) for name in _entries(model_dir)
+                  if name.endswith(CLAIM_SUFFIX) and name[:-len(CLAIM_SUFFIX)].isdigit())
+
+
+def published_versions(model_dir: str) -> list[int]:
+    """The versions a reader may load: complete ones (an object-store push's marker, or no
+    claim: a rename made it, or it predates claims). The latest is the last."""
+    claimed = set(claimed_versions(model_dir))
+    return [v for v in existing_versions(model_dir) if v not in claimed
+            or tf.io.gfile.exists(os.path.join(model_dir, str(v), COMPLETE_MARKER))]
 
 
 def next_version(model_dir: str) -> int:
-    """One more than the largest existing version, 1 for the first."""
-    versions = existing_versions(model_dir)
-    return versions[-1] + 1 if versions else 1
+    """One more than the largest existing or claimed version, 1 for the first."""
+    versions = existing_versions(model_dir) + claimed_versions(model_dir)
+    return max(versions) + 1 if versions else 1
 
 
 def output_shape(saved_model_dir: str) -> list[int | None]:
@@ -145,13 +205,17 @@ class Executor(pusher_executor.Executor):
         model_dir = os.path.join(exec_properties[DESTINATION_KEY],
                                  exec_properties[MODEL_NAME_KEY])
         tf.io.gfile.makedirs(model_dir)
-        staging = os.path.join(model_dir, f"{_STAGING_PREFIX}{uuid.uuid4().hex}")
-        try:
-            version_dir, version = self._publish(
-                input_dict, exec_properties, model, source, model_dir, staging)
-        finally:
-            if tf.io.gfile.exists(staging):
-                tf.io.gfile.rmtree(staging)
+        if renames_atomically(model_dir):
+            staging = os.path.join(model_dir, f"{_STAGING_PREFIX}{uuid.uuid4().hex}")
+            try:
+                version_dir, version = self._publish(
+                    input_dict, exec_properties, model, source, model_dir, staging)
+            finally:
+                if tf.io.gfile.exists(staging):
+                    tf.io.gfile.rmtree(staging)
+        else:
+            version_dir, version = self._publish_in_place(
+                input_dict, exec_properties, model, source, model_dir)
         for name in (model_card.CARD_JSON, model_card.CARD_MARKDOWN):
             io_utils.copy_file(os.path.join(version_dir, name), os.path.join(pushed.uri, name),
                                overwrite=True)
@@ -186,6 +250,37 @@ class Executor(pusher_executor.Executor):
                 version = max(version + 1, next_version(model_dir))
         raise RuntimeError(f"HubPusher: no free version under {model_dir} after "
                            f"{_RENAME_ATTEMPTS} attempts")
+
+    def _publish_in_place(self, input_dict: dict[str, list[types.Artifact]],
+                          exec_properties: dict[str, Any], model: types.Artifact,
+                          source: str, model_dir: str) -> tuple[str, int]:
+        """Claims the next version, writes it in place, and marks it complete last."""
+        version = next_version(model_dir)
+        writer = json.dumps({"model": model.uri, "claimed_at": datetime.datetime.now(
+            datetime.timezone.utc).isoformat(timespec="seconds")})
+        for _ in range(_RENAME_ATTEMPTS):
+            if create_if_absent(os.path.join(model_dir, f"{version}{CLAIM_SUFFIX}"), writer):
+                break
+            logging.warning("HubPusher: version %d of %s is claimed by another push", version,
+                            model_dir)
+            version = max(version + 1, next_version(model_dir))
+        else:
+            raise RuntimeError(f"HubPusher: no free version under {model_dir} after "
+                               f"{_RENAME_ATTEMPTS} attempts")
+        version_dir = os.path.join(model_dir, str(version))
+        for name in MODULES:
+            io_utils.copy_dir(os.path.join(source, name), os.path.join(version_dir, name))
+        card = self._card(input_dict, exec_properties, model, version_dir)
+        self._write_card({**card, "version": str(version)}, version_dir, version_dir)
+        if int(exec_properties.get(TARBALL_KEY) or 0):
+            extras = {n: os.path.join(version_dir, n)
+                      for n in (model_card.CARD_JSON, model_card.CARD_MARKDOWN)}
+            for name in MODULES:
+                write_tarball(os.path.join(version_dir, name),
+                              os.path.join(version_dir, f"{name}.tar.gz"), extras)
+        with tf.io.gfile.GFile(os.path.join(version_dir, COMPLETE_MARKER), "w") as f:
+            f.write(writer)
+        return version_dir, version
 
     def _card(self, input_dict: dict[str, list[types.Artifact]],
               exec_properties: dict[str, Any], model: types.Artifact,
