@@ -20,5 +20,77 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # AVX-512.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+# TFX installs each run's packaged Transform/Trainer code with pip: its progress lines are
+# noise on a run's console (errors still print).
+os.environ.setdefault("PIP_QUIET", "1")
+
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
 warnings.filterwarnings("ignore", category=FutureWarning, module="google.*")
+
+# What TensorFlow 2.16's C++ code prints at import on every machine, GPU or not: this build
+# registers its CUDA plugins twice (reported at error level) and looks for TensorRT.
+_IMPORT_NOISE = ("Unable to register cuFFT factory", "Unable to register cuDNN factory",
+                 "Unable to register cuBLAS factory", "TF-TRT Warning: Could not find TensorRT")
+
+
+class _QuietTensorFlowImport:
+    """A meta-path finder for the first `import tensorflow`: runs the real import with
+    stderr (file descriptor 2, where C++ writes) captured, then writes back every line but
+    `_IMPORT_NOISE`. It removes itself at that import."""
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+        import sys
+
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            real_exec = spec.loader.exec_module
+
+            def exec_module(module):
+                with _filtered_stderr():
+                    real_exec(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+class _filtered_stderr:  # noqa: N801 - used as a context manager, like contextlib's.
+    def __enter__(self):
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._captured = tempfile.TemporaryFile()
+        os.dup2(self._captured.fileno(), 2)
+
+    def __exit__(self, *exc):
+        import sys
+
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._captured.seek(0)
+        for line in self._captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+            if not any(noise in line for noise in _IMPORT_NOISE):
+                sys.stderr.write(line)
+        sys.stderr.flush()
+        self._captured.close()
+        return False
+
+
+def quiet_tensorflow_import() -> None:
+    """Makes the first `import tensorflow`, wherever it happens, drop TensorFlow's
+    import-time C++ noise (`_IMPORT_NOISE`); every other line it writes to stderr passes
+    through. Nothing is imported now (`--help` stays fast); a no-op once TensorFlow is in.
+
+    The C++ log level cannot do this: these lines are errors, and level 3 would hide real
+    ones for the whole run.
+    """
+    import sys
+
+    if "tensorflow" not in sys.modules and not any(
+            isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())

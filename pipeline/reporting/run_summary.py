@@ -15,18 +15,31 @@ from pipeline.components import data_gate, imported_examples
 from pipeline.components.evaluation_metrics import evaluation_metrics
 
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
+_NO_VALUE = metadata_store_pb2.Value()
 
 
-def _latest_outputs(store: metadata_store.MetadataStore, context_name: str
+def _latest_execution(store: metadata_store.MetadataStore, pipeline_name: str,
+                      node_id: str) -> metadata_store_pb2.Execution | None:
+    """The newest execution of a node: from its "node" context (the portable orchestrators:
+    local, Vertex), else by the `component_id` property that TFX's legacy launcher (the
+    Airflow runner) records on each execution."""
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if context is not None:
+        executions = store.get_executions_by_context(context.id)
+    else:
+        executions = [e for e in store.get_executions()
+                      if e.properties.get("component_id", _NO_VALUE).string_value == node_id
+                      and e.properties.get("pipeline_name", _NO_VALUE).string_value
+                      == pipeline_name]
+    return max(executions, key=lambda e: e.id) if executions else None
+
+
+def _latest_outputs(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str
                     ) -> dict[str, list[metadata_store_pb2.Artifact]]:
-    """Output artifacts (by output key) of the newest execution in a node context."""
-    context = store.get_context_by_type_and_name("node", context_name)
-    if context is None:
+    """Output artifacts (by output key) of the newest execution of a node."""
+    latest = _latest_execution(store, pipeline_name, node_id)
+    if latest is None:
         return {}
-    executions = store.get_executions_by_context(context.id)
-    if not executions:
-        return {}
-    latest = max(executions, key=lambda e: e.id)
     outputs: dict[str, list] = {}
     for event in store.get_events_by_execution_ids([latest.id]):
         if event.type != _OUTPUT:
@@ -44,13 +57,13 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str,
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
-    examples = (_latest_outputs(store, f"{pipeline_name}.{layout.EXAMPLE_GEN}").get("examples")
-                or _latest_outputs(store, f"{pipeline_name}.{imported_examples.IMPORTER_ID}")
+    examples = (_latest_outputs(store, pipeline_name, layout.EXAMPLE_GEN).get("examples")
+                or _latest_outputs(store, pipeline_name, imported_examples.IMPORTER_ID)
                 .get("result", []))
 
     def stage_outputs(component: str) -> dict[str, list]:
-        node_id = layout.stage_node_id(component, model_name)
-        return _latest_outputs(store, f"{pipeline_name}.{node_id}")
+        return _latest_outputs(store, pipeline_name,
+                               layout.stage_node_id(component, model_name))
 
     trainer = stage_outputs(layout.TRAINER)
     evaluator = stage_outputs(layout.EVALUATOR)
@@ -68,9 +81,8 @@ def summarize(metadata_path: str, pipeline_name: str, model_name: str,
         summary["splits"] = {k: v["count"] for k, v in stats["splits"].items()}
         summary["rejected_records"] = stats["rejected"]["count"]
         summary["split_stats"] = stats_path
-    anomalies = _latest_outputs(store, f"{pipeline_name}.{data_gate.VALIDATOR_ID}").get(
-        "anomalies")
-    statistics = _latest_outputs(store, f"{pipeline_name}.StatisticsGen").get("statistics")
+    anomalies = _latest_outputs(store, pipeline_name, data_gate.VALIDATOR_ID).get("anomalies")
+    statistics = _latest_outputs(store, pipeline_name, "StatisticsGen").get("statistics")
     if anomalies and statistics:
         split_names = json.loads(anomalies[0].properties["split_names"].string_value or "[]")
         summary["data_anomalies"] = data_gate.find(

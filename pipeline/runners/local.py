@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from pipeline import cli
+from pipeline import cli, tf_env
 
 PROG = "beam_runner"
 _PROGRESS_PATTERNS = ("Component ", "S4LExampleGen:", "Training ", "Final eval",
@@ -22,14 +22,25 @@ _PROGRESS_PATTERNS = ("Component ", "S4LExampleGen:", "Training ", "Final eval",
                       "The training data resumes")
 
 
+# Library warnings that say nothing about this run: TFX's resolver and Examples-format
+# notices, TF deprecation notices from TFMA and tfx-bsl, Keras' note on loading a plain
+# SavedModel (the serving model is one by design), and a missing optional speed-up.
+_LIBRARY_NOISE = ("ArtifactQuery.property_predicate is not supported",
+                  "does not have payload_format custom property",
+                  "is deprecated and will be removed in a future version",
+                  "SavedModel saved prior to TF 2.5 detected",
+                  "Couldn't find python-snappy")
+
+
 class _ProgressFilter:
     """Keeps the progress lines of a run (components starting and finishing, conversion
-    counts, training) and every warning; drops TFX's multi-page INFO dumps of protos."""
+    counts, training) and every warning but the libraries' routine ones; drops TFX's
+    multi-page INFO dumps of protos."""
 
     def filter(self, record) -> bool:
-        if record.levelno >= 30:
-            return True
         message = record.getMessage()
+        if record.levelno >= 30:
+            return record.levelno >= 40 or not any(n in message for n in _LIBRARY_NOISE)
         return "\n" not in message and any(p in message for p in _PROGRESS_PATTERNS)
 
 
@@ -42,7 +53,9 @@ def _set_up_logging(verbose: bool) -> None:
                             force=True)
     logging.set_verbosity(logging.INFO)
     if not verbose:
-        logging.get_absl_logger().addFilter(_ProgressFilter())
+        # On the handler, so that it sees the records of every logger (absl, TensorFlow's).
+        for handler in std_logging.getLogger().handlers:
+            handler.addFilter(_ProgressFilter())
 
 
 def write_summary(spec: cli.RunSpec, elapsed: float, argv: list[str],
@@ -94,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own_args, beam_args = cli.split_beam_args(argv)
     args = cli.build_parser().parse_args(own_args)
+    tf_env.quiet_tensorflow_import()
     sys.stdout.reconfigure(line_buffering=True)  # Keras progress lines appear as they happen.
     try:  # Bad flags, presets, paths: say so before any work starts (and before TensorFlow).
         spec = cli.local_run_spec(args, beam_args)

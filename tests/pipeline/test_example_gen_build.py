@@ -4,6 +4,7 @@ import glob
 import json
 import os
 
+import fake_imagenet
 import pytest
 import tensorflow as tf
 
@@ -123,3 +124,28 @@ def test_fraction_out_of_range_fails_before_reading(image_folder, tmp_path):
     with pytest.raises(splits.SplitError, match=r"\(0, 1\]"):
         _build(image_folder, tmp_path / "out", labelled_fraction=0.0)
     assert not (tmp_path / "out").exists()
+
+
+def test_name_shape():
+    assert splits.name_shape("n01440764_10026.JPEG") == "a0_0.a"
+    assert splits.name_shape("train_00001.png") == "a_0.a"
+
+
+def test_imagenet_label_map_of_another_data_set_fails_before_conversion(tmp_path,
+                                                                         monkeypatch):
+    fake = fake_imagenet.write(str(tmp_path / "imagenet"))
+    source = sources.SlimTFRecordSource(fake.root)
+    assert source.train_names() is None  # only a full pass would tell every name
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"values": ["train_00001.png", "train_00002.png"]}))
+    converted = []
+    monkeypatch.setattr(build, "_convert", lambda *args: converted.append(args) or iter(()))
+    with pytest.raises(splits.SplitError,
+                       match=r"named like \['n0.*_\d+\.JPEG'.*belong to this data set"):
+        build.build_splits(source, str(tmp_path / "out"),
+                           build.SplitOptions(label_map_path=str(label_map)))
+    assert converted == []  # failed before reading the training data
+    # The paper's own map has the source's name shape: no early error.
+    splits.check_label_map_looks_like(fake_imagenet.ONE_PERCENT,
+                                      splits.load_label_map(fake_imagenet.ONE_PERCENT),
+                                      source.sample_train_names())

@@ -87,7 +87,7 @@ def test_dependencies_follow_the_pipeline(loaded):
     for stage in ("supervised", "s4l_rotation"):
         # The schema reaches the Trainers through the data gate (it stops wrong data).
         assert {"Transform", "S4LExampleGen", "S4LDataGate"} <= upstream[f"Trainer.{stage}"]
-        assert upstream["S4LDataGate"] == {"ExampleValidator", "ImportSchemaGen"}
+        assert upstream["S4LDataGate"] == {"StatisticsGen", "ExampleValidator", "ImportSchemaGen"}
         assert {f"Trainer.{stage}", f"baseline_resolver.{stage}"} <= upstream[
             f"Evaluator.{stage}"]
         assert {f"Trainer.{stage}", f"Evaluator.{stage}"} <= upstream[f"Pusher.{stage}"]

@@ -127,6 +127,9 @@ def build_splits(source: DataSource, output_uri: str, options: SplitOptions) -> 
     known_names = source.train_names() if label_map is not None else None
     if known_names is not None:  # A map of another data set fails now, not after pass 1.
         splits_lib.check_label_map_matches(options.label_map_path, label_map, known_names)
+    elif label_map is not None:  # Names known only by converting: compare their shape.
+        splits_lib.check_label_map_looks_like(options.label_map_path, label_map,
+                                              source.sample_train_names())
     class_names = source.class_names()
     num_shards = options.num_shards
     split_dir = {name: os.path.join(output_uri, f"Split-{name}") for name in features.SPLITS}

@@ -12,6 +12,7 @@ import hashlib
 import heapq
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 
@@ -140,3 +141,23 @@ def check_label_map_matches(path: str, names: set[str], found: Iterable[str]) ->
             f"(e.g. {missing[:3]}); does it belong to this data set?"
         )
     return missing
+
+
+def name_shape(name: str) -> str:
+    """A file name with each run of letters as "a" and of digits as "0":
+    "n01440764_10026.JPEG" -> "a0_0.a", "train_00001.png" -> "a_0.a"."""
+    return re.sub(r"[0-9]+", "0", re.sub(r"[A-Za-z]+", "a", name))
+
+
+def check_label_map_looks_like(path: str, names: set[str], sample: list[str]) -> None:
+    """Raises if no listed name has the shape of any sampled training file name: a label map
+    of another data set then fails before the conversion, not after it (the exact check
+    against every name still follows the conversion's first pass)."""
+    if not sample:
+        return
+    shapes = {name_shape(name) for name in sample}
+    if not any(name_shape(name) in shapes for name in names):
+        raise SplitError(
+            f"label-map file {path!r} names images like {sorted(names)[:2]}, but this "
+            f"source's training images are named like {sorted(sample)[:2]} (the first "
+            f"records of its first shards): does the map belong to this data set?")
