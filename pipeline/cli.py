@@ -28,8 +28,6 @@ Example (the README's main job):
 Everything after `--` is passed to Beam as pipeline arguments.
 """
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train (docs/original_s4l.md §1.1)
-DATASET_OF_SOURCE = {"fashion_mnist": "fashion_mnist", "image_folder": "fashion_mnist",
-                     "imagenet_tfrecords": "imagenet"}
 
 
 class CliError(ValueError):
@@ -38,13 +36,13 @@ class CliError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     from pipeline import presets
-    from pipeline.components import data_gate, imported_examples
+    from pipeline.components import data_gate, source
     from pipeline.components.example_gen import sources
 
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
-    data.add_argument("--source", choices=(*sources.SOURCES, imported_examples.NAME),
+    data.add_argument("--source", choices=source.NAMES,
                       default="fashion_mnist",
                       help="fashion_mnist: IDX files (default: Debian's dataset-fashion-mnist); "
                            "image_folder: DIR/{train,test}/<class>/<image>; imagenet_tfrecords: "
@@ -163,18 +161,26 @@ def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def make_source(args: argparse.Namespace):
-    """The data source; checks the path and layout now, before any work starts."""
-    from pipeline.components import imported_examples
-    from pipeline.components.example_gen import sources
+    """The data source (a `pipeline.components.source.Source`); checks the path and layout
+    now, before any work starts."""
+    from pipeline.components import source
 
-    if args.source == imported_examples.NAME:
-        if args.label_map:
-            raise CliError("--label_map selects the labelled images of a source to convert; "
-                           "--source examples uses its Split-labelled/ as it is")
-        return imported_examples.ImportedExamples(args.data_path, num_classes=args.num_classes)
-    return sources.make_source(args.source, args.data_path,
-                               num_classes=args.num_classes or 1000,
-                               label_offset=args.label_offset)
+    return source.open_source(args.source, args.data_path, num_classes=args.num_classes,
+                              label_offset=args.label_offset)
+
+
+def check_split_flags(args: argparse.Namespace) -> None:
+    """Split settings on data that is already split: an error, not silently ignored."""
+    from pipeline.components import source
+
+    if not source.source_type(args.source).already_split:
+        return
+    if args.label_map:
+        raise CliError(f"--label_map selects the labelled images of a source to convert; "
+                       f"--source {args.source} uses its Split-labelled/ as it is")
+    if args.validation_images:
+        raise CliError(f"--validation_images splits the training images at conversion; "
+                       f"--source {args.source} is already split")
 
 
 def make_experiments(args: argparse.Namespace, num_classes: int, source=None) -> list:
@@ -182,14 +188,15 @@ def make_experiments(args: argparse.Namespace, num_classes: int, source=None) ->
     line's settings and --set overrides applied. Imported examples (`source`) say which
     dataset variant and labelled fraction they hold where their split_stats.json does."""
     from pipeline import presets
-    from pipeline.components import imported_examples
+    from pipeline.components import source as source_lib
 
-    dataset = args.dataset or DATASET_OF_SOURCE.get(args.source)
-    fraction = args.labelled_fraction
-    if isinstance(source, imported_examples.ImportedExamples):
-        dataset = dataset or DATASET_OF_SOURCE.get(source.converted_from())
-        fraction = source.labelled_fraction() or fraction
-    elif args.label_map and dataset == "imagenet" and not args.labels:
+    # The data's own word first (already-split examples say what they were converted
+    # from); a source that is not opened here (`source` None) by its kind.
+    kind = source_lib.source_type(args.source)
+    dataset = args.dataset or (source.dataset_variant() if source is not None else kind.dataset)
+    fraction = (source.labelled_fraction() if source is not None else None) or (
+        args.labelled_fraction)
+    if args.label_map and dataset == "imagenet" and not args.labels:
         from pipeline.components.example_gen import splits
 
         if "://" in args.label_map:
@@ -274,9 +281,7 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.train_epochs is not None and not (math.isfinite(args.train_epochs)
                                               and args.train_epochs > 0):
         raise CliError(f"--train_epochs {args.train_epochs} must be a finite number > 0")
-    if args.validation_images and args.source == "examples":
-        raise CliError("--validation_images splits the training images at conversion; "
-                       "--source examples is already split")
+    check_split_flags(args)
     if args.exclude_labelled and not args.label_map and args.labelled_fraction >= 1.0:
         raise CliError("--exclude_labelled with --labelled_fraction 1.0 leaves no unlabelled "
                        "images: lower the fraction or drop --exclude_labelled")

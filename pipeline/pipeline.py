@@ -25,7 +25,7 @@ from tfx import v1 as tfx
 from modules import features
 from modules.trainer.experiment import Experiment
 from pipeline import layout, presets
-from pipeline.components import data_gate, imported_examples
+from pipeline.components import data_gate, imported_examples, source
 from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
 from pipeline.components.data_gate_component import data_gate_node
 from pipeline.components.example_gen.component import S4LExampleGen
@@ -109,7 +109,7 @@ def examples_node(data: DataConfig) -> tuple[Any, Any]:
     """(node, its Examples channel) that provide the three splits: S4LExampleGen converting
     the source, or, for already-split examples (`source="examples"`), an Importer
     registering them in place."""
-    if data.source == imported_examples.NAME:
+    if source.source_type(data.source).already_split:
         node = imported_examples.importer(data.data_path, data.fingerprint)
         return node, node.outputs["result"]
     node = S4LExampleGen(

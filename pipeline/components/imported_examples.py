@@ -49,9 +49,25 @@ def _first_example(path: str) -> tf.train.Example:
 
 
 class ImportedExamples:
-    """An already-split examples directory, checked before any work starts."""
+    """An already-split examples directory, checked before any work starts (one kind of
+    `pipeline.components.source.Source`)."""
 
     name = NAME
+    already_split = True
+    dataset = ""  # what split_stats.json says it was converted from, else --dataset
+
+    @classmethod
+    def remote_num_classes(cls, num_classes: int) -> int:
+        """The class count when the directory is on Cloud Storage (not read from here).
+
+        Raises:
+          ImportedExamplesError: `--num_classes` not given.
+        """
+        if not num_classes:
+            raise ImportedExamplesError(
+                "--num_classes is required for --source examples on Cloud Storage (its "
+                f"{features.SPLIT_STATS_FILE} is not read from this machine)")
+        return num_classes
 
     def __init__(self, uri: str, num_classes: int = 0):
         if not uri:
@@ -114,6 +130,14 @@ class ImportedExamples:
         """The S4LExampleGen source the splits were converted from, when split_stats.json
         says (it picks the preset variant)."""
         return (self.split_stats or {}).get("source")
+
+    def dataset_variant(self) -> str:
+        """The preset variant of the source the splits were converted from, or ""."""
+        from pipeline.components.example_gen import sources
+
+        kinds = {kind.name: kind for kind in sources.SOURCE_TYPES}
+        converted = kinds.get(self.converted_from() or "")
+        return converted.dataset if converted else ""
 
     def labelled_fraction(self) -> float | None:
         splits = (self.split_stats or {}).get("splits", {})

@@ -59,20 +59,12 @@ def fuse_path(uri: str) -> str:
 
 
 def _num_classes(args: argparse.Namespace) -> int:
-    from pipeline.components import imported_examples
-    from pipeline.components.example_gen import sources
+    from pipeline.components import source
 
-    if args.source == "fashion_mnist":
-        return len(sources.FASHION_MNIST_CLASSES)
-    if args.source == "imagenet_tfrecords":
-        return args.num_classes or 1000
-    if args.source == imported_examples.NAME and not args.num_classes:
-        raise RunnerError("--num_classes is required for --source examples on Cloud Storage "
-                          "(its split_stats.json is not read from this machine)")
-    if not args.num_classes:
-        raise RunnerError("--num_classes is required for an image_folder that only the "
-                          "remote workers can read (its classes are its sub-folders)")
-    return args.num_classes
+    try:
+        return source.source_type(args.source).remote_num_classes(args.num_classes)
+    except ValueError as e:
+        raise RunnerError(str(e)) from None
 
 
 def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConfig]:
@@ -83,7 +75,7 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
     --no_cache after changing the data in place.
     """
     from pipeline import presets
-    from pipeline.components import imported_examples
+    from pipeline.components import source
     from pipeline.config import DataConfig
 
     data_path = require_gcs("--data_path", args.data_path)
@@ -95,10 +87,8 @@ def prepare_remote(args: argparse.Namespace) -> tuple[list[Experiment], DataConf
     # No replica check here: this machine's devices say nothing about the training machine's
     # (the Vertex runner checks against the job's machine in apply_machine).
     presets.check_stages(experiments)
-    if args.source == imported_examples.NAME:
-        if label_map:
-            raise RunnerError("--source examples uses its Split-labelled/ as it is; "
-                              "drop --label_map")
+    if source.source_type(args.source).already_split:
+        cli.check_split_flags(args)
         # The Importer registers the gs:// URI itself; TFX components read it natively.
         return experiments, DataConfig(source=args.source, data_path=data_path,
                                        num_classes=num_classes)

@@ -94,12 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
 def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | None = None):
     """The pipeline with its Beam work on Dataflow. Raises ValueError on bad settings."""
     from pipeline import pipeline as pipeline_lib
+    from pipeline.components import source
 
     pipeline_root = common.require_gcs("--pipeline_root", args.pipeline_root)
     if args.beam_workers != 1:
         raise common.RunnerError("--beam_workers sets the local DirectRunner; on Dataflow use "
                                  "--max_num_workers")
-    if common.is_gcs(args.data_path) and args.source != "examples":
+    if common.is_gcs(args.data_path) and not source.source_type(args.source).already_split:
         raise common.RunnerError("ExampleGen runs on this machine and reads local files: "
                                  "--data_path must be a local directory here (already-split "
                                  "examples on Cloud Storage: --source examples)")

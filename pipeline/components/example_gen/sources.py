@@ -67,9 +67,33 @@ class RawRecord:
 
 
 class DataSource:
-    """A data set with a `train` and a `test` part and a fixed class list."""
+    """A data set with a `train` and a `test` part and a fixed class list, which
+    S4LExampleGen converts and splits (one kind of `pipeline.components.source.Source`)."""
 
     name = "abstract"
+    already_split = False
+    # The preset variant that fits this kind of data (`--dataset` overrides).
+    dataset = ""
+
+    @classmethod
+    def remote_num_classes(cls, num_classes: int) -> int:
+        """The class count of data this machine cannot open (on Cloud Storage), from
+        `--num_classes` (0: not given) or what the kind fixes.
+
+        Raises:
+          SourceError: the count is needed and not given.
+        """
+        if not num_classes:
+            raise SourceError(f"--num_classes is required for --source {cls.name} when only "
+                              "the remote workers can read the data")
+        return num_classes
+
+    def dataset_variant(self) -> str:
+        return self.dataset
+
+    def labelled_fraction(self) -> float | None:
+        """None: the labelled fraction is a setting (a converter splits the data itself)."""
+        return None
 
     def class_names(self) -> list[str]:
         raise NotImplementedError
@@ -143,7 +167,12 @@ class FashionMnistSource(DataSource):
     """Fashion-MNIST from its IDX files; images are re-encoded as 28x28 grayscale PNG."""
 
     name = "fashion_mnist"
+    dataset = "fashion_mnist"
     _STEMS = {TRAIN: "train", TEST: "t10k"}
+
+    @classmethod
+    def remote_num_classes(cls, num_classes: int) -> int:
+        return len(FASHION_MNIST_CLASSES)
 
     def __init__(self, directory: str = FASHION_MNIST_DIR):
         self.directory = directory or FASHION_MNIST_DIR
@@ -199,6 +228,7 @@ class ImageFolderSource(DataSource):
     """`<root>/{train,test}/<class name>/<image>`; classes are the sorted train sub-folders."""
 
     name = "image_folder"
+    dataset = "fashion_mnist"  # the small-image recipe
 
     def __init__(self, root: str):
         if not root or not os.path.isdir(root):
@@ -331,6 +361,11 @@ class SlimTFRecordSource(DataSource):
     """ImageNet-format TFRecords; `label_offset` (1 for slim) is subtracted at ingestion."""
 
     name = "imagenet_tfrecords"
+    dataset = "imagenet"
+
+    @classmethod
+    def remote_num_classes(cls, num_classes: int) -> int:
+        return num_classes or 1000
 
     def __init__(self, directory: str, num_classes: int = 1000, label_offset: int = 1):
         if not directory or not os.path.isdir(directory):
@@ -432,4 +467,5 @@ def make_source(kind: str, path: str, num_classes: int = 1000, label_offset: int
     raise SourceError(f"unknown data source {kind!r}; choose one of {SOURCES}")
 
 
-SOURCES = (FashionMnistSource.name, ImageFolderSource.name, SlimTFRecordSource.name)
+SOURCE_TYPES = (FashionMnistSource, ImageFolderSource, SlimTFRecordSource)
+SOURCES = tuple(kind.name for kind in SOURCE_TYPES)
