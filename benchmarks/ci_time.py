@@ -49,8 +49,15 @@ def run_ci() -> dict:
                               capture_output=True, text=True, env={**os.environ, "CI": "true"})
         total = time.time() - start
     output = proc.stdout + proc.stderr
+    log = os.path.join(REPO, "runs", "ci_time.log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "w") as f:
+        f.write(output)
     if proc.returncode:
-        print(output[-5000:], file=sys.stderr)
+        failures = [line for line in output.splitlines()
+                    if line.startswith(("FAILED", "ERROR")) or "crashed" in line]
+        print("\n".join(failures[-40:]) or output[-5000:], file=sys.stderr)
+        print(f"whole output: {log}", file=sys.stderr)
     return {"exit": proc.returncode, "total_s": round(total), **parse_output(output)}
 
 
