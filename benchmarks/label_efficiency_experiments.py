@@ -58,5 +58,23 @@ def stale_fields(result: dict) -> list[str]:
             continue
         # The Trainer's record holds the labelled count read from the data, the preset 0.
         changed += [f"{row['method']}.{k}" for k in _changed(
-            now[row["method"]], row["experiment"], {"num_labelled_examples"})]
+            as_trained(now[row["method"]], row["experiment"]), row["experiment"],
+            {"num_labelled_examples"})]
     return changed
+
+
+def as_trained(now: dict, recorded: dict) -> dict:
+    """The preset's experiment `now` as the Trainer resolves it at run time, given what the
+    recorded run read from its data (the labelled count: the schedule rule) and chose on its
+    machine (`precision="auto"`). Stage rows hold the Trainer's resolved record."""
+    from modules.trainer import experiment, hyper_rule
+
+    count = recorded.get("num_labelled_examples") or now.get("num_labelled_examples") or 0
+    resolved = json.loads(json.dumps(experiment.Experiment.from_dict(now).replace(
+        num_labelled_examples=count).to_dict())) if count else dict(now)
+    if count:
+        resolved = json.loads(json.dumps(hyper_rule.fit_schedule(
+            experiment.Experiment.from_dict(resolved)).to_dict()))
+    if now.get("precision") == "auto" and recorded.get("precision"):
+        resolved["precision"] = recorded["precision"]
+    return resolved

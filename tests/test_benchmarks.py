@@ -9,6 +9,8 @@ from benchmarks import label_efficiency
 from benchmarks import label_efficiency_experiments as experiments
 from benchmarks import label_efficiency_tables as tables
 from benchmarks.label_efficiency_experiments import stale_fields
+from modules.trainer import hyper_rule
+from modules.trainer.experiment import Experiment
 
 
 def _result(directory, preset, labels, seed, stages, cached=(), cpu="AMD EPYC", **changes):
@@ -207,14 +209,23 @@ def test_a_change_to_a_stage_it_builds_on_makes_a_result_stale():
     stages = experiments.expected_experiments("moam_step_3", "1pct", 0)
     assert list(stages) == ["moam_step_1", "moam_step_2", "moam_step_3"]
 
+    def trainer_record(exp: dict) -> dict:
+        # What the Trainer writes: the labelled count it read, the schedule fitted to it,
+        # precision "auto" resolved on its machine.
+        trained = hyper_rule.fit_schedule(Experiment.from_dict(exp).replace(
+            num_labelled_examples=600))
+        if trained.precision == "auto":
+            trained = trained.replace(precision="mixed_bfloat16")
+        return json.loads(json.dumps(trained.to_dict()))
+
     def result(step_1_changes):
-        rows = [{"method": name, "experiment": dict(exp, num_labelled_examples=600)}
+        rows = [{"method": name, "experiment": trainer_record(exp)}
                 for name, exp in stages.items()]
         rows[0]["experiment"].update(step_1_changes)
         return {"preset": "moam_step_3", "labels": "1pct", "seed": 0,
                 "experiment": stages["moam_step_3"], "stages": rows}
 
-    # The labelled count the Trainer read from the data is not a preset change.
+    # What the Trainer resolved from the data and the machine is not a preset change.
     assert stale_fields(result({})) == []
     assert stale_fields(result({"lr": 1.0})) == ["moam_step_1.lr"]
     # Results written before stages recorded their experiments are judged by the final one.
