@@ -233,13 +233,7 @@ class Executor(pusher_executor.Executor):
         for _ in range(_RENAME_ATTEMPTS):
             version_dir = os.path.join(model_dir, str(version))
             # The card names its own version and directory: rewritten on each attempt.
-            self._write_card({**card, "version": str(version)}, staging, version_dir)
-            if int(exec_properties.get(TARBALL_KEY) or 0):
-                extras = {n: os.path.join(staging, n)
-                          for n in (model_card.CARD_JSON, model_card.CARD_MARKDOWN)}
-                for name in MODULES:
-                    write_tarball(os.path.join(staging, name),
-                                  os.path.join(staging, f"{name}.tar.gz"), extras)
+            self._write_card_and_tarballs(card, version, staging, version_dir, exec_properties)
             try:
                 tf.io.gfile.rename(staging, version_dir, overwrite=False)
                 return version_dir, version
@@ -271,13 +265,7 @@ class Executor(pusher_executor.Executor):
         for name in MODULES:
             io_utils.copy_dir(os.path.join(source, name), os.path.join(version_dir, name))
         card = self._card(input_dict, exec_properties, model, version_dir)
-        self._write_card({**card, "version": str(version)}, version_dir, version_dir)
-        if int(exec_properties.get(TARBALL_KEY) or 0):
-            extras = {n: os.path.join(version_dir, n)
-                      for n in (model_card.CARD_JSON, model_card.CARD_MARKDOWN)}
-            for name in MODULES:
-                write_tarball(os.path.join(version_dir, name),
-                              os.path.join(version_dir, f"{name}.tar.gz"), extras)
+        self._write_card_and_tarballs(card, version, version_dir, version_dir, exec_properties)
         with tf.io.gfile.GFile(os.path.join(version_dir, COMPLETE_MARKER), "w") as f:
             f.write(writer)
         return version_dir, version
@@ -310,6 +298,18 @@ class Executor(pusher_executor.Executor):
             run_record=run_record, split_stats=split_stats, metrics=metrics,
             evaluation_uri=evaluation.uri if evaluation else None,
             baseline_model_uri=baseline)
+
+    def _write_card_and_tarballs(self, card: dict[str, Any], version: int, directory: str,
+                                 version_dir: str, exec_properties: dict[str, Any]) -> None:
+        """The card of `version` (published at `version_dir`) and, with tarball=1, each
+        module's .tar.gz with the card inside, all written into `directory`."""
+        self._write_card({**card, "version": str(version)}, directory, version_dir)
+        if int(exec_properties.get(TARBALL_KEY) or 0):
+            extras = {n: os.path.join(directory, n)
+                      for n in (model_card.CARD_JSON, model_card.CARD_MARKDOWN)}
+            for name in MODULES:
+                write_tarball(os.path.join(directory, name),
+                              os.path.join(directory, f"{name}.tar.gz"), extras)
 
     @staticmethod
     def _write_card(card: dict[str, Any], staging: str, version_dir: str) -> None:
