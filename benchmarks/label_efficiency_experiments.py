@@ -70,11 +70,10 @@ def as_trained(now: dict, recorded: dict) -> dict:
     from modules.trainer import experiment, hyper_rule
 
     count = recorded.get("num_labelled_examples") or now.get("num_labelled_examples") or 0
-    resolved = json.loads(json.dumps(experiment.Experiment.from_dict(now).replace(
-        num_labelled_examples=count).to_dict())) if count else dict(now)
+    exp = experiment.Experiment.from_dict(now)
     if count:
-        resolved = json.loads(json.dumps(hyper_rule.fit_schedule(
-            experiment.Experiment.from_dict(resolved)).to_dict()))
+        exp = hyper_rule.fit_schedule(exp.replace(num_labelled_examples=count))
+    resolved = json.loads(json.dumps(exp.to_dict()))
     if now.get("precision") == "auto" and recorded.get("precision"):
         resolved["precision"] = recorded["precision"]
     return resolved

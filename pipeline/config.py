@@ -28,7 +28,7 @@ class DataConfig:
     stop_on_anomalies: str = data_gate.DEFAULT_STOP_ON
 
     def __post_init__(self):
-        data_gate.blocking([], self.stop_on_anomalies)  # Checks the policy's name.
+        data_gate.check_policy(self.stop_on_anomalies)
 
 
 @dataclasses.dataclass(frozen=True)

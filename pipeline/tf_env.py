@@ -7,6 +7,7 @@ Each is a default: a value already in the environment wins.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -57,28 +58,27 @@ class _QuietTensorFlowImport:
         return spec
 
 
-class _filtered_stderr:  # noqa: N801 - used as a context manager, like contextlib's.
-    def __enter__(self):
-        import sys
-        import tempfile
+@contextlib.contextmanager
+def _filtered_stderr():
+    """Captures file descriptor 2 (where C++ writes) and writes back every line but
+    `_IMPORT_NOISE` when the block ends."""
+    import sys
+    import tempfile
 
-        sys.stderr.flush()
-        self._saved = os.dup(2)
-        self._captured = tempfile.TemporaryFile()
-        os.dup2(self._captured.fileno(), 2)
-
-    def __exit__(self, *exc):
-        import sys
-
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._captured.seek(0)
-        for line in self._captured.read().decode("utf-8", "replace").splitlines(keepends=True):
-            if not any(noise in line for noise in _IMPORT_NOISE):
-                sys.stderr.write(line)
-        sys.stderr.flush()
-        self._captured.close()
-        return False
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not any(noise in line for noise in _IMPORT_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def quiet_tensorflow_import() -> None:

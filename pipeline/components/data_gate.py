@@ -108,10 +108,15 @@ def _describe_reasons(info) -> str:
     return "; ".join(texts) or info.description
 
 
-def blocking(found: list[dict[str, Any]], stop_on: str) -> list[dict[str, Any]]:
-    """The anomalies that stop a run under the policy `stop_on`."""
+def check_policy(stop_on: str) -> None:
+    """Raises ValueError unless `stop_on` is one of STOP_ON."""
     if stop_on not in STOP_ON:
         raise ValueError(f"stop_on_anomalies={stop_on!r}: expected one of {', '.join(STOP_ON)}")
+
+
+def blocking(found: list[dict[str, Any]], stop_on: str) -> list[dict[str, Any]]:
+    """The anomalies that stop a run under the policy `stop_on`."""
+    check_policy(stop_on)
     if stop_on == "never":
         return []
     return [a for a in found if stop_on == "any" or a["wrong_data"]]
