@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--label_offset", type=int, default=1,
                       help="Subtracted from imagenet_tfrecords labels at ingestion (slim: 1).")
     data.add_argument("--num_shards", type=int, default=SplitOptions.num_shards,
-                      help="TFRecord shards per split.")
+                      help="TFRecord shards per split at least, one per conversion work unit "
+                           "(more where a part exceeds 16,384 images per shard; "
+                           "imagenet_tfrecords: one per input shard).")
     data.add_argument("--validation_images", type=int,
                       default=SplitOptions.validation_images,
                       help="Evaluate on this many training images (class-balanced, seeded, in "

@@ -225,6 +225,7 @@ def create_pipeline(
     trainer_factory: TrainerFactory | None = None,
     baseline_factory: BaselineFactory | None = None,
     installed_modules: bool = False,
+    example_gen_beam_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline; validates the stages first so bad settings fail before any work
     starts. Blessed models of stage `name` are pushed to `push_destination/name/<version>`
@@ -235,11 +236,15 @@ def create_pipeline(
     (default `standard_trainer`), `baseline_factory(experiment, candidate)` its baseline
     Resolver or None (default `previous_blessed_baseline`); with `installed_modules`
     Transform and the Trainers import PREPROCESSING_FN and RUN_FN from the installed package
-    instead of packaging `transform_module` and `trainer_module`."""
+    instead of packaging `transform_module` and `trainer_module`; `example_gen_beam_args`
+    follow the pipeline's Beam arguments for S4LExampleGen alone (later arguments win: the
+    Dataflow runner converts files that only this machine reads with the DirectRunner)."""
     presets.check_stages(experiments)
     hub_destination = layout.resolve_hub_destination(push_destination, hub_destination)
     layout.check_destinations(push_destination, hub_destination, [e.name for e in experiments])
     example_gen, all_examples = examples_node(data)
+    if example_gen_beam_args and hasattr(example_gen, "with_beam_pipeline_args"):
+        example_gen.with_beam_pipeline_args(example_gen_beam_args)
     statistics_gen = tfx.components.StatisticsGen(examples=all_examples)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     example_validator = tfx.components.ExampleValidator(

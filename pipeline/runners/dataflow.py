@@ -2,9 +2,10 @@
 Transform, Evaluator, BulkInferrer) to Dataflow, and a runner that orchestrates with
 LocalDagRunner on this machine.
 
-ExampleGen and the Trainer run here; artifacts go to a gs:// pipeline root that the Dataflow
-workers read; ML Metadata stays in OUTPUT_DIR/metadata.sqlite. The workers run the pipeline
-image (docker/Dockerfile, which has this package installed) as their SDK container.
+ExampleGen and the Trainer run here (S4LExampleGen's Beam passes with the DirectRunner: the
+local files it converts are out of the workers' reach); artifacts go to a gs:// pipeline root
+that the Dataflow workers read; ML Metadata stays in OUTPUT_DIR/metadata.sqlite. The workers
+run the pipeline image (docker/Dockerfile, which has this package installed) as their SDK container.
 
 Example:
   python -m pipeline.runners.dataflow --project P --region us-central1 \\
@@ -25,6 +26,9 @@ from pipeline.runners import common
 DEFAULT_MACHINE_TYPE = "n2-standard-4"
 DEFAULT_MAX_WORKERS = 10
 DEFAULT_DISK_SIZE_GB = 50
+# S4LExampleGen's own Beam arguments, after Dataflow's (the later --runner wins).
+LOCAL_CONVERSION_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory",
+                         "--direct_num_workers=1"]
 _REGION = re.compile(r"[a-z]+-[a-z]+\d+")
 
 
@@ -101,7 +105,7 @@ def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | No
         raise common.RunnerError("--beam_workers sets the local DirectRunner; on Dataflow use "
                                  "--max_num_workers")
     if common.is_gcs(args.data_path) and not source.source_type(args.source).already_split:
-        raise common.RunnerError("ExampleGen runs on this machine and reads local files: "
+        raise common.RunnerError("ExampleGen converts on this machine and reads local files: "
                                  "--data_path must be a local directory here (already-split "
                                  "examples on Cloud Storage: --source examples)")
     dataflow_args = dataflow_beam_args(
@@ -112,7 +116,8 @@ def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | No
     paths = layout.remote_paths(args.output_dir, pipeline_root, args.push_destination,
                                 args.hub_destination)
     spec = cli.run_spec(args, paths, [*dataflow_args, *(beam_args or [])])
-    return pipeline_lib.create_pipeline(**spec.pipeline_kwargs())
+    return pipeline_lib.create_pipeline(**spec.pipeline_kwargs(),
+                                        example_gen_beam_args=LOCAL_CONVERSION_ARGS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,7 +241,8 @@ def test_label_map_of_another_data_set_fails_before_conversion(tmp_path, monkeyp
                               test_per_class=1)
     label_map = tmp_path / "map.json"
     label_map.write_text('{"values": ["n01440764_10026.JPEG", "n01440764_10027.JPEG"]}')
-    monkeypatch.setattr(build, "_convert", lambda *a: pytest.fail("converted before the check"))
+    monkeypatch.setattr(build.convert, "convert_unit",
+                        lambda *a, **k: pytest.fail("converted before the check"))
     with pytest.raises(ValueError, match="names no image of the training data"):
         build.build_splits(sources.ImageFolderSource(root), str(tmp_path / "out"),
                            build.SplitOptions(label_map_path=str(label_map)))

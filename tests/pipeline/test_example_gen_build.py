@@ -139,7 +139,8 @@ def test_imagenet_label_map_of_another_data_set_fails_before_conversion(tmp_path
     label_map = tmp_path / "map.json"
     label_map.write_text(json.dumps({"values": ["train_00001.png", "train_00002.png"]}))
     converted = []
-    monkeypatch.setattr(build, "_convert", lambda *args: converted.append(args) or iter(()))
+    monkeypatch.setattr(build.convert, "convert_unit",
+                        lambda *args, **kwargs: converted.append(args))
     with pytest.raises(splits.SplitError,
                        match=r"named like \['n0.*_\d+\.JPEG'.*belong to this data set"):
         build.build_splits(source, str(tmp_path / "out"),

@@ -77,6 +77,10 @@ def test_create_pipeline_carries_the_options(argv):
                    if "--runner=DataflowRunner" in getattr(c.executor_spec,
                                                            "beam_pipeline_args", [])}
     assert {"StatisticsGen", "Transform", "Evaluator.supervised"} <= on_dataflow
+    # S4LExampleGen converts local files: its own arguments put it on the DirectRunner.
+    (example_gen,) = (c for c in pipeline.components if c.id == "S4LExampleGen")
+    options = PipelineOptions(example_gen.executor_spec.beam_pipeline_args)
+    assert options.view_as(StandardOptions).runner == "DirectRunner"
 
 
 @pytest.mark.parametrize("change,message", [

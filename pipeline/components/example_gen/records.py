@@ -69,6 +69,9 @@ def _normalise_image(record: RawRecord) -> tuple[bytes, str, int, int]:
             image.load()  # Full decode: catches truncated files that open() accepts.
     except RecordError:
         raise
+    except Image.UnidentifiedImageError:
+        raise RecordError(f"{record.origin} ({record.filename}): not a decodable image "
+                          "(no image format Pillow knows)") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad data.
         raise RecordError(
             f"{record.origin} ({record.filename}): not a decodable image ({type(e).__name__}: {e})"

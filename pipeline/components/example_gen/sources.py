@@ -1,7 +1,8 @@
 """Readers that stream raw records out of the supported data sources.
 
 Every reader yields `RawRecord`s one at a time, so memory does not grow with the data set.
-Sources:
+Each part (train, test) is cut into `Unit`s, contiguous runs of records that workers convert
+independently (S4LExampleGen's Beam passes). Sources:
   * `fashion_mnist`: the IDX files (gzipped or not) of Fashion-MNIST, e.g. Debian's
     dataset-fashion-mnist in /usr/share/datasets/fashion-mnist.
   * `image_folder`: `<root>/train/<class>/<image>` and `<root>/test/<class>/<image>`.
@@ -64,6 +65,46 @@ class RawRecord:
     # Why the source could not read the record at all (then `encoded` is None), e.g. a
     # broken symbolic link; validation rejects it with this reason.
     error: str = ""
+    # The record's place in its part: unique, and increasing in the order `records` yields.
+    ordinal: int = 0
+
+
+# Records per work unit at most, where a source can cut its parts anywhere (IDX files, image
+# folders): enough units that many workers share a large data set.
+MAX_RECORDS_PER_UNIT = 16_384
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """A contiguous piece of one part of a source, converted by one worker into one output
+    shard. Units cover their part in record order: unit i's ordinals precede unit i+1's.
+
+    Attributes:
+      part: TRAIN or TEST.
+      index: The unit's number within its part, from 0.
+      count: How many units the part has.
+      span: What the source reads: a record range, a list of files or a shard path.
+    """
+
+    part: str
+    index: int
+    count: int
+    span: tuple
+
+
+def unit_bounds(size: int, min_units: int) -> list[tuple[int, int]]:
+    """[start, stop) of contiguous, near-equal units over `size` records: at least
+    `min_units` of them, at most MAX_RECORDS_PER_UNIT records each (some may be empty when
+    the records are fewer than the units)."""
+    count = max(min_units, -(-size // MAX_RECORDS_PER_UNIT), 1)
+    cuts = [size * i // count for i in range(count + 1)]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def _cut(part: str, items: list, min_units: int) -> list[Unit]:
+    bounds = unit_bounds(len(items), min_units)
+    return [Unit(part, i, len(bounds), tuple(items[start:stop]))
+            for i, (start, stop) in enumerate(bounds)]
 
 
 class DataSource:
@@ -98,8 +139,19 @@ class DataSource:
     def class_names(self) -> list[str]:
         raise NotImplementedError
 
-    def records(self, part: str) -> Iterator[RawRecord]:
+    def units(self, part: str, min_units: int = 1) -> list[Unit]:
+        """The work units of `part`, in record order (at least `min_units` where the source
+        can cut its part anywhere)."""
         raise NotImplementedError
+
+    def unit_records(self, unit: Unit) -> Iterator[RawRecord]:
+        """The records of one unit, in order, each with its ordinal."""
+        raise NotImplementedError
+
+    def records(self, part: str) -> Iterator[RawRecord]:
+        """Every record of `part`, in order."""
+        for unit in self.units(part):
+            yield from self.unit_records(unit)
 
     def ignored_entries(self) -> list[str]:
         """Entries left out by rule (hidden files and folders), for the split statistics."""
@@ -198,8 +250,16 @@ class FashionMnistSource(DataSource):
             count, _, _ = _idx_header(images, image_path, 0x803, 3)
         return [f"{self._STEMS[TRAIN]}_{index:05d}.png" for index in range(count)]
 
-    def records(self, part: str) -> Iterator[RawRecord]:
-        image_path, label_path = self._paths(part)
+    def units(self, part: str, min_units: int = 1) -> list[Unit]:
+        image_path, _ = self._paths(part)
+        with _open_maybe_gz(image_path) as images:
+            count, _, _ = _idx_header(images, image_path, 0x803, 3)
+        bounds = unit_bounds(count, min_units)
+        return [Unit(part, i, len(bounds), span) for i, span in enumerate(bounds)]
+
+    def unit_records(self, unit: Unit) -> Iterator[RawRecord]:
+        start, stop = unit.span
+        image_path, label_path = self._paths(unit.part)
         with _open_maybe_gz(image_path) as images, _open_maybe_gz(label_path) as labels:
             count, rows, cols = _idx_header(images, image_path, 0x803, 3)
             (label_count,) = _idx_header(labels, label_path, 0x801, 1)
@@ -208,8 +268,10 @@ class FashionMnistSource(DataSource):
                     f"{image_path} holds {count} images but {label_path} {label_count} labels"
                 )
             size = rows * cols
-            stem = self._STEMS[part]
-            for index in range(count):
+            _skip(images, start * size)
+            _skip(labels, start)
+            stem = self._STEMS[unit.part]
+            for index in range(start, min(stop, count)):
                 pixels = images.read(size)
                 label = labels.read(1)
                 origin = f"{os.path.basename(image_path)} record {index}"
@@ -218,7 +280,17 @@ class FashionMnistSource(DataSource):
                 array = np.frombuffer(pixels, dtype=np.uint8).reshape(rows, cols)
                 buffer = io.BytesIO()
                 Image.fromarray(array, mode="L").save(buffer, format="PNG")
-                yield RawRecord(buffer.getvalue(), label[0], f"{stem}_{index:05d}.png", origin)
+                yield RawRecord(buffer.getvalue(), label[0], f"{stem}_{index:05d}.png", origin,
+                                ordinal=index)
+
+
+def _skip(stream, size: int) -> None:
+    """Reads past `size` bytes (a gzip stream cannot seek without decompressing)."""
+    while size > 0:
+        chunk = stream.read(min(size, 1 << 22))
+        if not chunk:
+            return
+        size -= len(chunk)
 
 
 # ---------------------------------------------------------------------------- image folder
@@ -309,28 +381,35 @@ class ImageFolderSource(DataSource):
         return [path for part in (TRAIN, TEST) for path, _ in self._listing(part)
                 if os.path.isfile(path)]
 
-    def records(self, part: str) -> Iterator[RawRecord]:
-        for path, label in self._listing(part):
-            rel = os.path.relpath(path, self.root)
-            name = os.path.basename(path)
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                yield RawRecord(None, label, shown, repr(rel)[1:-1],
-                                "file name is not valid UTF-8")
-                continue
-            problem = _not_a_readable_file(path)
-            if problem:
-                yield RawRecord(None, label, name, rel, problem)
-                continue
-            try:
-                with open(path, "rb") as f:
-                    encoded = f.read()
-            except OSError as e:
-                yield RawRecord(None, label, name, rel, f"cannot be read ({e.strerror or e})")
-                continue
-            yield RawRecord(encoded, label, name, rel)
+    def units(self, part: str, min_units: int = 1) -> list[Unit]:
+        """Units of (ordinal, path, label): the folder is listed once, here."""
+        listing = [(ordinal, path, label)
+                   for ordinal, (path, label) in enumerate(self._listing(part))]
+        return _cut(part, listing, min_units)
+
+    def unit_records(self, unit: Unit) -> Iterator[RawRecord]:
+        for ordinal, path, label in unit.span:
+            yield self._read(path, label, ordinal)
+
+    def _read(self, path: str, label: int, ordinal: int) -> RawRecord:
+        rel = os.path.relpath(path, self.root)
+        name = os.path.basename(path)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return RawRecord(None, label, shown, repr(rel)[1:-1],
+                             "file name is not valid UTF-8", ordinal)
+        problem = _not_a_readable_file(path)
+        if problem:
+            return RawRecord(None, label, name, rel, problem, ordinal)
+        try:
+            with open(path, "rb") as f:
+                encoded = f.read()
+        except OSError as e:
+            return RawRecord(None, label, name, rel, f"cannot be read ({e.strerror or e})",
+                             ordinal)
+        return RawRecord(encoded, label, name, rel, ordinal=ordinal)
 
 
 def _not_a_readable_file(path: str) -> str:
@@ -392,12 +471,18 @@ class SlimTFRecordSource(DataSource):
     def class_names(self) -> list[str]:
         return [f"class_{i}" for i in range(self.num_classes)]
 
-    def records(self, part: str) -> Iterator[RawRecord]:
+    def units(self, part: str, min_units: int = 1) -> list[Unit]:
+        """One unit per input shard (`min_units` does not apply: shards are not cut)."""
+        shards = self._shards(part)
+        return [Unit(part, i, len(shards), (shard,)) for i, shard in enumerate(shards)]
+
+    def unit_records(self, unit: Unit) -> Iterator[RawRecord]:
         import tensorflow as tf
 
-        for shard in self._shards(part):
-            base = os.path.basename(shard)
-            yield from self._shard_records(tf, shard, base)
+        (shard,) = unit.span
+        for record in self._shard_records(tf, shard, os.path.basename(shard)):
+            # Shard-major: sorts like the records' order across the part.
+            yield dataclasses.replace(record, ordinal=(unit.index << 32) + record.ordinal)
 
     def sample_train_names(self, per_shard: int = 20, shards: int = 5) -> list[str]:
         """The file names of the first records of the first training shards."""
@@ -429,7 +514,7 @@ class SlimTFRecordSource(DataSource):
             except tf.errors.DataLossError as e:
                 yield RawRecord(None, None, f"{base}#{index}-", f"{base} record {index} onwards",
                                 "corrupt TFRecord data, the rest of the shard is rejected "
-                                f"({e.message.splitlines()[0]})")
+                                f"({e.message.splitlines()[0]})", index)
                 return
             yield self._parse(tf, serialized, base, index)
             index += 1
@@ -439,7 +524,8 @@ class SlimTFRecordSource(DataSource):
         try:
             example = tf.train.Example.FromString(serialized)
         except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError subclasses.
-            return RawRecord(None, None, f"{base}#{index}", f"{origin} (not a tf.Example: {e})")
+            return RawRecord(None, None, f"{base}#{index}", f"{origin} (not a tf.Example: {e})",
+                             ordinal=index)
         feature = example.features.feature
         encoded = _first_bytes(feature, "image/encoded")
         filename = _first_bytes(feature, "image/filename")
@@ -447,7 +533,7 @@ class SlimTFRecordSource(DataSource):
             "image/class/label" in feature) else []
         label = int(labels[0]) - self.label_offset if labels else None
         name = filename.decode("utf-8", "replace") if filename else f"{base}#{index}"
-        return RawRecord(encoded, label, name, origin)
+        return RawRecord(encoded, label, name, origin, ordinal=index)
 
 
 def _first_bytes(feature, key: str) -> bytes | None:

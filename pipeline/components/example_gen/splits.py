@@ -42,6 +42,7 @@ class SplitOptions:
     label_map_path: str = ""
     seed: int = 0
     exclude_labelled: bool = False
+    # Shards per split at least: one per work unit (sources.Unit).
     num_shards: int = 4
     # > 0: the eval split is this many training images (class-balanced, seeded), held out of
     # both training splits; the test images are not read (tuning).
