@@ -3,18 +3,18 @@
 Pass 1 converts and validates every training record, unit by unit (contiguous pieces of the
 source, `sources.Unit`), and writes it to the `unlabelled` split (S4L's unlabelled stream is all
 training images, labelled ones included, docs/original_s4l.md §1.5); test units go to `eval`.
-The driver then chooses the labelled subset from the units' summaries (ordinal, file name and
-label of each record: no image), exactly as a single pass over the records in source order
-would, and pass 2 copies the chosen records out of the already-converted shards, so each image
-is decoded once. With `validation_images`, a class-balanced hold-out of the training images
-becomes `eval` instead (for tuning without reading the test set; the held-out images are in
-neither training split).
+Then, once every unit is done, one worker chooses the labelled subset from the units'
+summaries (ordinal, file name and label of each record: no image), exactly as a single pass
+over the records in source order would, and pass 2 copies the chosen records out of the
+already-converted shards, so each image is decoded once. With `validation_images`, a
+class-balanced hold-out of the training images becomes `eval` instead (for tuning without
+reading the test set; the held-out images are in neither training split).
 
 Both passes and the choice between them are one Beam pipeline from `make_pipeline` (the
 component's, so `--beam_workers N` and Dataflow spread the units over workers), or a plain loop
-in this process when it is None.
-Shard k of every split holds the records of training unit k in source order: contents, order
-and file names do not depend on the runner or the number of workers.
+in this process when it is None. Shard k of every split holds the records of training unit k
+in source order: contents, order and file names do not depend on the runner or the number of
+workers.
 """
 
 from __future__ import annotations
