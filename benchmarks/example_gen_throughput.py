@@ -145,6 +145,8 @@ def main() -> None:
             if args.baseline_rev:
                 subprocess.run(["git", "worktree", "remove", "--force", checkout],
                                cwd=common.REPO, capture_output=True)
+    if args.baseline_rev:  # Forgets the checkout even where removing it failed.
+        subprocess.run(["git", "worktree", "prune"], cwd=common.REPO, capture_output=True)
     first = next(iter(digests.values()))
     same = all(d == first for d in digests.values())
     by_mode = {r["mode"]: r["images_per_s"] for r in rows}

@@ -32,11 +32,9 @@ from absl import logging
 from modules import features
 from pipeline.components.example_gen import convert
 from pipeline.components.example_gen import splits as splits_lib
-from pipeline.components.example_gen.convert import MAX_LISTED_REJECTIONS, shard_path
+from pipeline.components.example_gen.convert import MAX_LISTED_REJECTIONS
 from pipeline.components.example_gen.sources import TEST, TRAIN, DataSource
 from pipeline.components.example_gen.splits import SplitOptions
-
-__all__ = ["MAX_LISTED_REJECTIONS", "SplitOptions", "build_splits", "shard_path"]
 
 _WORK_DIR = ".units"  # Unit summaries, under the output; removed when the splits are done.
 MakePipeline = Callable[[], "object"]  # () -> apache_beam.Pipeline
