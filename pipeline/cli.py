@@ -35,6 +35,7 @@ class CliError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from modules.trainer.experiment import STRATEGIES
     from pipeline import presets
     from pipeline.components import data_gate, source
     from pipeline.components.example_gen import sources
@@ -110,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="FIELD=VALUE",
                        help="Override any experiment field, e.g. --set weight_decay=5e-4 "
                             "--set losses=supervised:1.0 (repeatable).")
-    model.add_argument("--strategy", choices=("default", "mirrored", "tpu"), default=None,
-                       help="Distribution strategy of the Trainer.")
+    model.add_argument("--strategy", choices=STRATEGIES, default=None,
+                       help="Distribution strategy of the Trainer (multi_worker: several "
+                            "machines from TF_CONFIG, docs/scale.md).")
     model.add_argument("--tpu", default="", help="TPU name or grpc:// address (strategy tpu).")
 
     run = parser.add_argument_group("run")
@@ -304,6 +306,11 @@ def prepare(args: argparse.Namespace) -> tuple[list, DataConfig]:
     data = make_data_config(args, source, num_classes)
     presets.check_stages(experiments)
     for experiment in experiments:
+        if experiment.strategy == "multi_worker":
+            raise CliError(
+                "--strategy multi_worker trains on several machines, each running the Trainer "
+                "in a process of its own: use the Vertex runner with --trainer_replicas N "
+                "(docs/scale.md); this runner trains inside its own process")
         if experiment.strategy != "default":  # (Needs TensorFlow: list the local devices.)
             from modules.trainer import training
 

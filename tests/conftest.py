@@ -105,8 +105,8 @@ def image_folder(tmp_path):
 # The end-to-end groups, longest first. pytest-xdist hands out work units biggest first (by
 # test count) and, among units of one size, in collection order: putting these first starts
 # the long runs early on both workers, so no long test is left to run alone at the end.
-LONGEST_GROUPS_FIRST = ("methods_e2e", "imagenet_e2e", "interruptions", "beam_modes",
-                        "pipeline_e2e")
+LONGEST_GROUPS_FIRST = ("methods_e2e", "imagenet_e2e", "interruptions", "multi_worker",
+                        "beam_modes", "pipeline_e2e")
 
 
 def pytest_collection_modifyitems(items) -> None:

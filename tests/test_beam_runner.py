@@ -25,6 +25,7 @@ from pipeline.runners import local
     (["--set", "name=../x"], "name='../x' must be letters"),
     (["--num_shards", "0"], "--num_shards 0 must be >= 1"),
     (["--exclude_labelled", "--labelled_fraction", "1.0"], "leaves no unlabelled images"),
+    (["--strategy", "multi_worker"], "use the Vertex runner with --trainer_replicas N"),
 ])
 def test_bad_settings_fail_before_any_work(image_folder, tmp_path, capsys, extra, message):
     out = tmp_path / "out"

@@ -68,7 +68,9 @@ def _records(files: list[str] | tf.Tensor, num_files: int | None = None) -> tf.d
 def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
                     cache: bool, count: int, start_batch: int = 0,
                     parse: Callable[[tf.Tensor], dict] | None = None,
-                    strong: bool = False) -> tf.data.Dataset:
+                    strong: bool = False,
+                    input_context: tf.distribute.InputContext | None = None
+                    ) -> tf.data.Dataset:
     """Repeating, shuffled, augmented batches of {"image": [B, S, S, 3], "label": [B]}.
 
     The stream is a function of the position in it, so that a run resumed after a kill
@@ -79,6 +81,10 @@ def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
 
     `parse` maps a serialized example to {IMAGE_KEY, LABEL_KEY} (default: read both).
     With `strong`, elements also hold "strong": FixMatch's strong view of each image.
+    With `input_context` (multi-worker training), the stream is this worker's share of it:
+    worker w of W keeps the w-th of the W equal slices of every global batch, batched per
+    replica, so the workers together train on exactly the global batches; each worker still
+    reads every record but decodes and augments only its own.
     """
     if count <= 0:
         raise ValueError(f"the training files {pattern!r} hold no records")
@@ -124,15 +130,25 @@ def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
                                                       strong_seed, exp)
         return out
 
-    dataset = tf.data.Dataset.zip((elements, positions)).map(
-        views, num_parallel_calls=_AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size, drop_remainder=True)
+    dataset = tf.data.Dataset.zip((elements, positions))
+    per_batch = batch_size
+    if input_context is not None:
+        share = batch_size // input_context.num_input_pipelines
+        worker = input_context.input_pipeline_id
+        # Positions start at a multiple of batch_size: position % batch_size is the
+        # element's place in its global batch.
+        dataset = dataset.filter(lambda _, position: (position % batch_size) // share == worker)
+        per_batch = input_context.get_per_replica_batch_size(batch_size)
+    dataset = dataset.map(views, num_parallel_calls=_AUTOTUNE, deterministic=True)
+    return dataset.batch(per_batch, drop_remainder=True)
 
 
-def train_dataset(train_patterns: list[str], exp: Experiment,
-                  start_step: int = 0) -> tf.data.Dataset:
+def train_dataset(train_patterns: list[str], exp: Experiment, start_step: int = 0,
+                  input_context: tf.distribute.InputContext | None = None
+                  ) -> tf.data.Dataset:
     """Zipped labelled and (if the method uses one) unlabelled streams, prefetched, from
-    optimizer step `start_step` on (a resumed run's first step).
+    optimizer step `start_step` on (a resumed run's first step); with `input_context`, this
+    worker's share (training_stream).
 
     Elements are {"labelled": {...}} or {"labelled": {...}, "unlabelled": {...}}. Supervised
     runs have no unlabelled stream at all (the original's dummy stream, spec section 1.5).
@@ -140,12 +156,14 @@ def train_dataset(train_patterns: list[str], exp: Experiment,
     labelled_pattern, unlabelled_pattern = train_patterns
     streams = {"labelled": training_stream(
         labelled_pattern, exp.batch_size, exp, exp.seed, exp.cache_labelled,
-        count_examples(labelled_pattern, features.SPLITS[0]), start_step)}
+        count_examples(labelled_pattern, features.SPLITS[0]), start_step,
+        input_context=input_context)}
     if exp.unsup_batch_size > 0:
         streams["unlabelled"] = training_stream(
             unlabelled_pattern, exp.unsup_batch_size, exp, exp.seed + 1, cache=False,
             count=count_examples(unlabelled_pattern, features.SPLITS[1]),
-            start_batch=start_step, strong=methods.uses_strong_view(exp))
+            start_batch=start_step, strong=methods.uses_strong_view(exp),
+            input_context=input_context)
     return tf.data.Dataset.zip(streams).prefetch(_AUTOTUNE)
 
 
@@ -163,8 +181,9 @@ def labelled_lookup(labelled_pattern: str) -> tf.lookup.StaticHashTable:
         default_value=-1)
 
 
-def pseudo_label_dataset(train_patterns: list[str], exp: Experiment,
-                         start_step: int = 0) -> tf.data.Dataset:
+def pseudo_label_dataset(train_patterns: list[str], exp: Experiment, start_step: int = 0,
+                         input_context: tf.distribute.InputContext | None = None
+                         ) -> tf.data.Dataset:
     """Every training image with its true label where it is in the labelled subset and its
     pseudo-label (argmax of the labeller's logits) elsewhere (docs/original_s4l.md §7.2).
 
@@ -187,7 +206,7 @@ def pseudo_label_dataset(train_patterns: list[str], exp: Experiment,
     stream = training_stream(unlabelled_pattern, exp.batch_size, exp, exp.seed,
                              exp.cache_labelled, count_examples(unlabelled_pattern,
                                                                 features.SPLITS[1]),
-                             start_step, parse=parse)
+                             start_step, parse=parse, input_context=input_context)
     return tf.data.Dataset.zip({"labelled": stream}).prefetch(_AUTOTUNE)
 
 
@@ -203,4 +222,9 @@ def eval_dataset(pattern: str, tf_transform_output: tft.TFTransformOutput,
         return (transformed[features.TRANSFORMED_IMAGE_KEY],
                 tf.cast(transformed[features.TRANSFORMED_LABEL_KEY], tf.int32))
 
-    return dataset.map(transform, num_parallel_calls=_AUTOTUNE).prefetch(_AUTOTUNE)
+    # Several workers (evaluations during multi-worker training) split it by batches: an eval
+    # split may have fewer files than there are workers.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.map(transform, num_parallel_calls=_AUTOTUNE).prefetch(
+        _AUTOTUNE).with_options(options)

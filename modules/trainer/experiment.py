@@ -21,7 +21,8 @@ ARCHITECTURES = ("resnet50v2", "resnet_small_v2", "resnet_cifar_v2")
 # How an image reaches image_size x image_size (modules/transform/image_ops.fit_image).
 IMAGE_FITS = ("resize_crop", "zero_pad")
 LR_SCHEDULES = ("piecewise", "cosine")
-STRATEGIES = ("default", "mirrored", "tpu")
+# multi_worker: MultiWorkerMirroredStrategy over the machines TF_CONFIG names (docs/scale.md).
+STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
 # The loss terms of methods.SPECS, and those whose SPEC transforms the batch (one per method).
 # Spelled here so that validating an experiment needs no TensorFlow; a test holds them equal.
 METHOD_LOSSES = ("supervised", "rotation", "exemplar", "vat", "entmin", "fixmatch")

@@ -75,7 +75,16 @@ def _copy_tree(source: str, destination: str) -> None:
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains, evaluates and exports one experiment.
+
+    Under strategy multi_worker every replica of the job runs this with the same `fn_args`:
+    all of them train; the chief alone evaluates, exports and writes experiment.json, and
+    the others return once it has (TFX's executor then finds the exported model).
+    """
     exp = Experiment.from_dict(fn_args.custom_config["experiment"]).validate()
+    # First: multi_worker's strategy must start before anything runs a TensorFlow op.
+    strategy = training.make_strategy(exp)
+    chief = training.is_chief(strategy)
     if exp.num_labelled_examples == 0:
         # An epoch is a pass over the labelled images: all training images with pseudo-labels.
         index = 1 if exp.pseudo_labels_from else 0
@@ -88,7 +97,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         # Ampere+ GPUs would swamp them (docs/original_s4l.md §10.1 item 7). No effect on CPU/TPU.
         tf.config.experimental.enable_tensor_float_32_execution(False)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    strategy = training.make_strategy(exp)
     eval_ds = data.eval_dataset(fn_args.eval_files[0], tf_transform_output, exp.eval_batch_size)
     init_weights = None
     if exp.init_from:
@@ -98,19 +106,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         init_weights = export.weights_prefix(fn_args.base_model)
     start = time.time()
     backup_dir = resume_dir(fn_args, exp)
-    choose_backup(backup_dir, exp.resume_from)
+    if chief:
+        choose_backup(backup_dir, exp.resume_from)
+    training.barrier(strategy)  # Every worker resumes from what the chief chose.
     # A resumed run goes on with the data an uninterrupted one would see next.
     start_step = training.rounds_in_backup(backup_dir) * training.round_steps(exp)
     if start_step:
         logging.info("The training data resumes at step %d.", start_step)
-    if exp.pseudo_labels_from:
-        train_ds = data.pseudo_label_dataset(fn_args.train_files, exp, start_step)
-    else:
-        train_ds = data.train_dataset(fn_args.train_files, exp, start_step)
+    make_stream = (data.pseudo_label_dataset if exp.pseudo_labels_from
+                   else data.train_dataset)
+    train_ds = training.distribute_training_data(
+        strategy, lambda context: make_stream(fn_args.train_files, exp, start_step, context))
     model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir, backup_dir, strategy,
                          init_weights)
     train_seconds = time.time() - start
-    final_step = int(model.optimizer.iterations)
+    final_step = int(model.optimizer.iterations.numpy())
     # Per epoch: the training losses and metrics, and the evaluations during training
     # (eval_every_epochs) for "median of the last few" reports.
     logged = getattr(model.history, "history", {})
@@ -121,7 +131,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # Polyak-averaged experiments evaluate and export the averages (the original exported the
     # raw weights, docs/original_s4l.md §10.1 item 4).
     exported = "polyak_average" if model.polyak is not None else "final"
-    model = training.averaged_for_export(model)
+    model = training.local_copy(model)
+    if not chief:
+        training.barrier(strategy)  # Returns once the chief has written everything.
+        return
     model.set_rotation_average(True)
     final = model.evaluate(eval_ds, verbose=0, return_dict=True)
     logging.info("Final eval of %s (%s weights): top-1 %.4f, top-5 %.4f", exp.name, exported,
@@ -139,3 +152,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # Everything is written: the backup that let a killed run resume is no longer needed.
     if tf.io.gfile.exists(backup_dir):
         tf.io.gfile.rmtree(backup_dir)
+    training.barrier(strategy)

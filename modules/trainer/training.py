@@ -9,9 +9,11 @@ each x0.1 decay (spec section 5.1); we accept it rather than maintain a custom o
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -97,9 +99,13 @@ class S4LModel(keras.Model):
                                track=lambda name, v: self.diagnostic_trackers[name].update_state(v))
             outputs = methods.forward(self, batch, training=True)
             total = tf.zeros([], tf.float32)
+            # compute_average_loss divides by the global batch: each replica's value is its
+            # share of the loss, so the trackers take it times the replicas (the replica's
+            # mean; the trackers' results average it over the replicas).
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
             for name, weight in self.exp.losses.items():
                 loss = tf.nn.compute_average_loss(methods.TERMS[name](outputs, batch, step))
-                self.loss_trackers[name].update_state(loss)
+                self.loss_trackers[name].update_state(loss * replicas)
                 total += weight * loss
             penalty = tf.nn.scale_regularization_loss(tf.add_n(self.losses)) if self.losses else 0.0
             objective = total + penalty
@@ -107,7 +113,7 @@ class S4LModel(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=False))
         if self.polyak is not None:
             self.polyak.update()
-        self.total_tracker.update_state(total)
+        self.total_tracker.update_state(total * replicas)
         self.top1.update_state(batch["labelled"]["label"], outputs["classes_sup"])
         self.top5.update_state(batch["labelled"]["label"], outputs["classes_sup"])
         logs = {m.name: m.result() for m in self.metrics if m not in self.eval_only_metrics}
@@ -144,15 +150,23 @@ def check_replicas(exp: Experiment, replicas: int) -> None:
 
 
 def expected_replicas(exp: Experiment) -> int | None:
-    """Replicas the strategy will have, where that is known without connecting (not TPU)."""
+    """Replicas the strategy will have, where that is known without connecting (not TPU or
+    multi_worker)."""
     if exp.strategy == "mirrored":
         return max(1, len(tf.config.list_physical_devices("GPU")))
     return 1 if exp.strategy == "default" else None
 
 
 def make_strategy(exp: Experiment) -> tf.distribute.Strategy:
-    """The configured strategy; checks that the batch divides across its replicas."""
-    if exp.strategy == "tpu":
+    """The configured strategy; checks that the batch divides across its replicas.
+
+    Raises:
+      ValueError: multi_worker without a TF_CONFIG cluster, or in a process that has
+        already run TensorFlow ops (collective ops are configured once, at start-up).
+    """
+    if exp.strategy == "multi_worker":
+        strategy = _multi_worker_strategy()
+    elif exp.strategy == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=exp.tpu_address)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -163,6 +177,63 @@ def make_strategy(exp: Experiment) -> tf.distribute.Strategy:
         strategy = tf.distribute.get_strategy()
     check_replicas(exp, strategy.num_replicas_in_sync)
     return strategy
+
+
+def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (as Vertex sets it)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    if not config.get("cluster"):
+        raise ValueError("strategy 'multi_worker' needs the cluster in the TF_CONFIG "
+                         "environment variable (Vertex sets it on every replica of a "
+                         "multi-replica job; docs/scale.md)")
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:
+        raise ValueError(
+            "strategy 'multi_worker' must start before anything else runs TensorFlow in the "
+            "process (a Trainer job of its own, as on Vertex; not the local runner, which "
+            f"runs every component in one process): {error}") from error
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's outputs (always, except non-chief workers)."""
+    return strategy.extended.should_checkpoint
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Under multi_worker, waits until every worker has reached its call (a collective sum
+    of one number); a no-op otherwise."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+def distribute_training_data(strategy: tf.distribute.Strategy,
+                             make: Callable[[tf.distribute.InputContext | None],
+                                            tf.data.Dataset]):
+    """The training input for `fit`: `make(None)` (global batches) except under
+    multi_worker, where each worker builds its own share of every global batch with
+    `make(input_context)` (data.training_stream), so that the workers together train on
+    exactly the batches one machine would."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return strategy.distribute_datasets_from_function(make)
+    return make(None)
+
+
+def local_copy(model: S4LModel) -> S4LModel:
+    """A copy of `model` outside its distribution strategy, for the final evaluation and
+    the export: with Polyak averaging, the averaged trainable weights (and the live BN
+    statistics, as the original's eval). Under multi_worker every worker must call this
+    (reading the BN statistics syncs them across the workers); the chief then evaluates
+    and exports alone."""
+    multi_worker = isinstance(model.distribute_strategy,
+                              tf.distribute.MultiWorkerMirroredStrategy)
+    if model.polyak is None and not multi_worker:
+        return model
+    if model.polyak is not None:
+        model.polyak.copy_to_model()
+    copy = build_model(model.exp.replace(polyak_averaging=False))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -179,7 +250,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("total_loss")
         if loss is not None and not np.isfinite(loss):
-            step = int(self.model.optimizer.iterations)
+            step = int(self.model.optimizer.iterations.numpy())
             raise FloatingPointError(
                 f"training of {self.model.exp.name!r} stopped: the loss became {loss} at step "
                 f"{step}; the last good checkpoint (end of the previous epoch) is kept in "
@@ -233,6 +304,10 @@ def build_model(exp: Experiment) -> S4LModel:
     model.compile(optimizer=keras.optimizers.SGD(
         learning_rate=schedules.learning_rate(exp), momentum=exp.momentum,
         nesterov=exp.nesterov))
+    # The logged values are already global (Keras metrics sum their state over the
+    # replicas; the loss trackers take each replica's mean): log the first replica's, where
+    # Keras' default ("sum" outside TPUs) would multiply them by the replicas.
+    model.distribute_reduction_method = "first"
     model(np.zeros([1, exp.image_size, exp.image_size, 3], np.float32))
     if exp.polyak_averaging:
         if exp.polyak_half_life_steps:
@@ -246,17 +321,6 @@ def build_model(exp: Experiment) -> S4LModel:
         object.__setattr__(model, "polyak", average)  # skips Keras' weight tracking
         model._track_trackable(average, name="polyak")  # noqa: SLF001
     return model
-
-
-def averaged_for_export(model: S4LModel) -> S4LModel:
-    """The model to evaluate and export: with Polyak averaging, a copy holding the averaged
-    trainable weights (and the live BN statistics, as the original's eval); else `model`."""
-    if model.polyak is None:
-        return model
-    model.polyak.copy_to_model()
-    export = build_model(model.exp.replace(polyak_averaging=False))
-    export.set_weights(model.get_weights())
-    return export
 
 
 def weights_checkpoint(model: S4LModel) -> tf.train.Checkpoint:
@@ -325,7 +389,7 @@ class StopAtStep(keras.callbacks.Callback):
         self.total_steps = total_steps
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if int(self.model.optimizer.iterations) >= self.total_steps:
+        if int(self.model.optimizer.iterations.numpy()) >= self.total_steps:
             self.model.stop_training = True
 
 

@@ -40,17 +40,24 @@ _LEGACY_TPU_TYPES = ("TPU_V2", "TPU_V3")
 
 @dataclasses.dataclass(frozen=True)
 class TrainerMachine:
-    """A Vertex custom-job machine for the Trainer and the strategy that uses all of it."""
+    """The Vertex custom-job machines of the Trainer (`hosts` alike) and the strategy that
+    uses all of them."""
 
     kind: str
     machine_type: str
     accelerator_type: str = ""
     accelerator_count: int = 0
     tpu_topology: str = ""
+    hosts: int = 1
 
     @property
     def replicas(self) -> int:
-        """Replicas of the distribution strategy on this machine."""
+        """Replicas of the distribution strategy over all the job's machines."""
+        return self.host_replicas * self.hosts
+
+    @property
+    def host_replicas(self) -> int:
+        """Replicas on one machine."""
         if self.kind == "gpu":
             return self.accelerator_count
         if self.kind == "tpu":
@@ -63,6 +70,8 @@ class TrainerMachine:
     def strategy(self) -> str:
         if self.kind == "tpu":
             return "tpu"
+        if self.hosts > 1:
+            return "multi_worker"
         return "mirrored" if self.replicas > 1 else "default"
 
     def machine_spec(self) -> dict[str, Any]:
@@ -89,8 +98,10 @@ DEFAULT_MACHINES = {
 
 
 def make_machine(kind: str, machine_type: str = "", accelerator_type: str = "",
-                 accelerator_count: int = 0, tpu_topology: str = "") -> TrainerMachine:
-    """The default machine of `kind` with the given fields replaced; checks the combination.
+                 accelerator_count: int = 0, tpu_topology: str = "", hosts: int = 1
+                 ) -> TrainerMachine:
+    """The default machine of `kind` with the given fields replaced, `hosts` of them;
+    checks the combination.
 
     A GPU count without a machine type picks the matching a2-highgpu-<N>g; a TPU VM machine
     type (ct5lp-hightpu-4t, ...) carries its accelerator and takes none.
@@ -98,6 +109,18 @@ def make_machine(kind: str, machine_type: str = "", accelerator_type: str = "",
     if kind not in MACHINE_KINDS:
         raise common.RunnerError(f"--trainer_machine must be one of {MACHINE_KINDS}, "
                                  f"got {kind!r}")
+    if hosts < 1:
+        raise common.RunnerError(f"--trainer_replicas must be >= 1, got {hosts}")
+    if kind == "tpu" and hosts > 1:
+        raise common.RunnerError("a TPU Trainer trains on one TPU machine (strategy tpu); "
+                                 "--trainer_replicas > 1 is for CPU and GPU machines")
+    return dataclasses.replace(
+        _one_machine(kind, machine_type, accelerator_type, accelerator_count, tpu_topology),
+        hosts=hosts)
+
+
+def _one_machine(kind: str, machine_type: str, accelerator_type: str, accelerator_count: int,
+                 tpu_topology: str) -> TrainerMachine:
     default = DEFAULT_MACHINES[kind]
     if kind == "gpu":
         count = accelerator_count or default.accelerator_count
@@ -138,11 +161,14 @@ def apply_machine(experiments: list[Experiment], machine: TrainerMachine,
     the batches divide across its replicas.
 
     TPU jobs train with strategy 'tpu' on the TPU VM the job runs on (tpu_address 'local');
-    several GPUs with 'mirrored'.
+    several GPUs with 'mirrored'; several machines with 'multi_worker'.
     """
     from modules.trainer import training
 
     strategy = machine.strategy
+    if requested_strategy == "multi_worker" and machine.hosts == 1:
+        raise common.RunnerError("--strategy multi_worker trains on several machines: add "
+                                 "--trainer_replicas N (N > 1)")
     if requested_strategy and requested_strategy != strategy:
         if machine.kind == "tpu" or requested_strategy == "tpu" or machine.replicas > 1:
             raise common.RunnerError(
@@ -170,11 +196,12 @@ def job_spec(machine: TrainerMachine, image: str, *, service_account: str = "",
     container: dict[str, Any] = {"image_uri": image}
     if env:
         container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
-    spec: dict[str, Any] = {"worker_pool_specs": [{
-        "machine_spec": machine.machine_spec(),
-        "replica_count": 1,
-        "container_spec": container,
-    }]}
+    # Several machines: the first pool is the chief, the second the other workers; Vertex
+    # describes them to every replica in TF_CONFIG (multi_worker reads it).
+    pools = [{"machine_spec": machine.machine_spec(), "replica_count": count,
+              "container_spec": container}
+             for count in (1, machine.hosts - 1) if count]
+    spec: dict[str, Any] = {"worker_pool_specs": pools}
     if service_account:
         spec["service_account"] = service_account
     return spec
@@ -259,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     vertex.add_argument("--accelerator_count", type=int, default=0,
                         help="Accelerators per machine (GPUs > 1 train with 'mirrored').")
     vertex.add_argument("--tpu_topology", default="", help="TPU topology, e.g. 2x2 (v5e).")
+    vertex.add_argument("--trainer_replicas", type=int, default=1,
+                        help="Machines of each Trainer job (default 1); more train with "
+                             "strategy multi_worker, a chief and N-1 workers of the same "
+                             "machine type (docs/scale.md).")
     vertex.add_argument("--service_account", default="",
                         help="Service account of the pipeline and the Trainer jobs.")
     vertex.add_argument("--schema_path", default=common.IMAGE_SCHEMA_PATH,
@@ -289,7 +320,7 @@ def create_vertex_pipeline(args: argparse.Namespace, beam_args: list[str] | None
     push_destination = common.require_gcs(
         "--push_destination", args.push_destination or f"{pipeline_root}/serving_model")
     machine = make_machine(args.trainer_machine, args.machine_type, args.accelerator_type,
-                           args.accelerator_count, args.tpu_topology)
+                           args.accelerator_count, args.tpu_topology, args.trainer_replicas)
     trainer_image = args.trainer_image or args.image
     if machine.kind == "tpu" and not args.trainer_image:
         raise common.RunnerError("a TPU Trainer needs --trainer_image (docker/Dockerfile.tpu: "

@@ -60,6 +60,28 @@ def test_a_stream_started_at_batch_k_continues_the_uninterrupted_stream(image_fo
     assert labels[:20] != labels[20:40]
 
 
+def test_workers_share_every_global_batch_exactly(image_folder, tmp_path):
+    # Multi-worker training: 2 workers with 2 replicas each; each replica's batch is a
+    # quarter of the global batch, and worker w's replicas hold its w-th half, in order,
+    # also from a resumed step and on the FixMatch strong views.
+    exp = experiment.for_dataset("synthetic").replace(
+        num_classes=4, batch_size=8, unsup_batch_mult=1.0, losses={"fixmatch": 1.0}, seed=2)
+    patterns = _splits(image_folder, tmp_path / "s")
+    tf.random.set_seed(0)
+    whole = list(data.train_dataset(patterns, exp, start_step=2).take(3))
+    shares = [list(data.train_dataset(
+        patterns, exp, start_step=2, input_context=tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=4)
+    ).take(6)) for worker in (0, 1)]
+    for step, expected in enumerate(whole):
+        for stream in ("labelled", "unlabelled"):
+            for key in expected[stream]:
+                replicas = [share[2 * step + r][stream][key] for share in shares
+                            for r in (0, 1)]
+                assert all(len(batch) == 2 for batch in replicas)
+                np.testing.assert_array_equal(np.concatenate(replicas), expected[stream][key])
+
+
 def test_rounds_in_backup_reads_what_keras_backed_up(tmp_path):
     assert training.rounds_in_backup(str(tmp_path / "none")) == 0
     exp = experiment.for_dataset("synthetic").replace(num_labelled_examples=8, batch_size=4)

@@ -87,7 +87,7 @@ def test_swap_is_undone_and_export_copy_holds_the_averages(tmp_path):
     np.testing.assert_array_equal(model.trainable_variables[0].numpy(), averages[0])
     callback.on_test_end()
     np.testing.assert_array_equal(model.trainable_variables[0].numpy(), raw[0])
-    exported = training.averaged_for_export(model)
+    exported = training.local_copy(model)
     assert exported.polyak is None
     for variable, want in zip(exported.trainable_variables, averages, strict=True):
         np.testing.assert_array_equal(variable.numpy(), want)

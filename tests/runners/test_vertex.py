@@ -180,6 +180,25 @@ def test_strategy_tpu_flag_means_the_jobs_own_tpu(tmp_path):
         vertex_runner.TPU_VM_PJRT_ENV)
 
 
+def test_several_trainer_machines_train_multi_worker(tmp_path):
+    output = tmp_path / "p.json"
+    assert vertex_runner.main([*BASE_ARGV, "--trainer_machine", "gpu", "--accelerator_count",
+                               "2", "--trainer_replicas", "3", "--batch_size", "60",
+                               "--output", str(output)]) == 0
+    task = json.loads(output.read_text())["pipelineSpec"]["root"]["dag"]["tasks"][
+        "Trainer.supervised"]
+    config = json.loads(task["inputs"]["parameters"]["custom_config"]["runtimeValue"]
+                        ["constantValue"]["stringValue"])
+    assert Experiment.from_dict(config["experiment"]).strategy == "multi_worker"
+    chief, workers = config[gcai.TRAINING_ARGS_KEY]["job_spec"]["worker_pool_specs"]
+    assert (chief["replica_count"], workers["replica_count"]) == (1, 2)
+    assert chief["machine_spec"] == workers["machine_spec"] == {
+        "machine_type": "a2-highgpu-2g", "accelerator_type": "NVIDIA_TESLA_A100",
+        "accelerator_count": 2}
+    assert chief["container_spec"] == workers["container_spec"]
+    assert vertex_runner.make_machine("gpu", accelerator_count=2, hosts=3).replicas == 6
+
+
 @pytest.mark.parametrize("change,message", [
     ({"--project": ""}, "--project is required"),
     ({"--pipeline_root": "/tmp/root"}, "--pipeline_root must be a gs://"),
@@ -192,6 +211,11 @@ def test_strategy_tpu_flag_means_the_jobs_own_tpu(tmp_path):
     ({"--trainer_machine": "tpu", "--trainer_image": TPU_IMAGE, "--accelerator_count": "4"},
      "TPU_V2 or TPU_V3 with count 8"),
     ({"--accelerator_type": "TPU_V3"}, "NVIDIA_"),
+    ({"--trainer_replicas": "3", "--batch_size": "16"},
+     "batch_size=16 does not divide across 3 replicas"),
+    ({"--strategy": "multi_worker"}, "add --trainer_replicas N"),
+    ({"--trainer_machine": "tpu", "--trainer_image": TPU_IMAGE, "--trainer_replicas": "2"},
+     "--trainer_replicas > 1 is for CPU and GPU"),
     ({"--source": "image_folder"}, "--num_classes is required"),
 ])
 def test_bad_settings_fail_before_compiling(tmp_path, capsys, change, message):
