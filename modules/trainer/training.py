@@ -9,7 +9,6 @@ each x0.1 decay (spec section 5.1); we accept it rather than maintain a custom o
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -181,8 +180,7 @@ def make_strategy(exp: Experiment) -> tf.distribute.Strategy:
 
 def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
     """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (as Vertex sets it)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    if not config.get("cluster"):
+    if not tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec().as_dict():
         raise ValueError("strategy 'multi_worker' needs the cluster in the TF_CONFIG "
                          "environment variable (Vertex sets it on every replica of a "
                          "multi-replica job; docs/scale.md)")
@@ -195,6 +193,10 @@ def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
             f"runs every component in one process): {error}") from error
 
 
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run's outputs (always, except non-chief workers)."""
     return strategy.extended.should_checkpoint
@@ -203,7 +205,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def barrier(strategy: tf.distribute.Strategy) -> None:
     """Under multi_worker, waits until every worker has reached its call (a collective sum
     of one number); a no-op otherwise."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if is_multi_worker(strategy):
         strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
@@ -214,7 +216,7 @@ def distribute_training_data(strategy: tf.distribute.Strategy,
     multi_worker, where each worker builds its own share of every global batch with
     `make(input_context)` (data.training_stream), so that the workers together train on
     exactly the batches one machine would."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if is_multi_worker(strategy):
         return strategy.distribute_datasets_from_function(make)
     return make(None)
 
@@ -225,9 +227,7 @@ def local_copy(model: S4LModel) -> S4LModel:
     statistics, as the original's eval). Under multi_worker every worker must call this
     (reading the BN statistics syncs them across the workers); the chief then evaluates
     and exports alone."""
-    multi_worker = isinstance(model.distribute_strategy,
-                              tf.distribute.MultiWorkerMirroredStrategy)
-    if model.polyak is None and not multi_worker:
+    if model.polyak is None and not is_multi_worker(model.distribute_strategy):
         return model
     if model.polyak is not None:
         model.polyak.copy_to_model()

@@ -1,5 +1,6 @@
 """The train step, the distribution strategy choice and a short fit."""
 
+import json
 import os
 import types
 
@@ -103,6 +104,18 @@ def test_batch_must_divide_across_replicas(monkeypatch):
                         lambda: types.SimpleNamespace(num_replicas_in_sync=3))
     with pytest.raises(ValueError, match="batch_size=16 does not divide across 3 replicas"):
         training.make_strategy(SYNTHETIC.replace(strategy="mirrored"))
+
+
+def test_multi_worker_needs_a_cluster_and_a_fresh_process(monkeypatch):
+    exp = SYNTHETIC.replace(strategy="multi_worker")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs the cluster in the TF_CONFIG"):
+        training.make_strategy(exp)
+    tf.zeros([1]).numpy()  # This process has now run TensorFlow: too late for collectives.
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ValueError, match="must start before anything else runs TensorFlow"):
+        training.make_strategy(exp)
 
 
 def test_tpu_strategy_connects_to_the_named_tpu(monkeypatch):
