@@ -16,10 +16,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ warnings (TensorRT missing, grappler loop optimisation, ...) are noise to
 # a user of the pipeline: errors only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# oneDNN kernels: about 2x the small ResNet's training throughput on AVX2-only CPUs
-# (benchmarks/results/train_step_throughput.md); TF 2.16 leaves them off on CPUs without
-# AVX-512.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# oneDNN kernels are left to TensorFlow's default (on for CPUs with AVX-512, off elsewhere).
+# Forced on an AVX2-only AMD EPYC (TF 2.16.2) they trained about 2x faster on wrong
+# gradients: a strided 1x1 projection's kernel gradient 3.6x off in a narrow network
+# (tests/modules/test_model_resnet_v2.py checks the gradients against float64 on every
+# machine that runs the tests; docs/environment.md).
 
 # TFX installs each run's packaged Transform/Trainer code with pip: its progress lines are
 # noise on a run's console (errors still print).

@@ -190,7 +190,7 @@ def job_spec(machine: TrainerMachine, image: str, *, service_account: str = "",
     """The Vertex CustomJob `job_spec` of one Trainer (TFX sets the container command)."""
     env = dict(env or {})
     if machine.kind == "gpu":
-        env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # The image enables oneDNN for CPUs.
+        env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # The GPU trains; no CPU kernels needed.
     if machine.kind == "tpu" and not machine.accelerator_type:
         env.update(TPU_VM_PJRT_ENV)  # TensorFlow on TPU v5e/v5p VMs runs on PJRT.
     container: dict[str, Any] = {"image_uri": image}

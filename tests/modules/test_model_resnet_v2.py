@@ -1,8 +1,11 @@
 """Backbone shapes and parameter counts against docs/original_s4l.md §3."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from modules.trainer import model_resnet_v2
 
@@ -118,3 +121,45 @@ def test_cifar_resnet_depth_and_width(depth, units):
 def test_cifar_resnet_rejects_a_depth_that_is_not_6n_plus_2():
     with pytest.raises(ValueError, match="6n"):
         model_resnet_v2.build_backbone("resnet_cifar_v2", 4, depth=21)
+
+
+def _backbone_gradients(policy: str, filters_factor: int, depth: int, weights=None):
+    """Gradients of a fixed probe of pre_logits (training mode) for every trainable weight
+    of a CIFAR ResNet, computed under a Keras dtype policy."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        backbone = model_resnet_v2.build_backbone("resnet_cifar_v2", filters_factor,
+                                                  image_size=32, depth=depth)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    if weights is not None:
+        backbone.set_weights(weights)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 3)), backbone.dtype)
+    probe = tf.constant(rng.normal(size=backbone.output["pre_logits"].shape[-1]),
+                        backbone.dtype)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(backbone(images, training=True)["pre_logits"] * probe)
+    gradients = tape.gradient(loss, backbone.trainable_weights)
+    names = [w.name for w in backbone.trainable_weights]
+    return backbone.get_weights(), dict(zip(names, (g.numpy() for g in gradients), strict=True))
+
+
+# The small-image recipe's network (width 16) and the tests' (width 4, experiment.for_dataset
+# "synthetic").
+@pytest.mark.parametrize("filters_factor,depth", [(4, 20), (1, 8)])
+def test_training_gradients_match_float64_under_this_process_s_kernels(filters_factor, depth):
+    """The float32 gradients of the kernels this process trains with (oneDNN or Eigen, as
+    TensorFlow chose for the CPU) equal float64 ones. Forced on, oneDNN gave a strided 1x1
+    projection's kernel gradient 5x off on an AVX2-only AMD EPYC (TF 2.16.2): training ran,
+    on wrong gradients, with nothing failing."""
+    weights, float32 = _backbone_gradients("float32", filters_factor, depth)
+    _, float64 = _backbone_gradients("float64", filters_factor, depth, weights)
+    wrong = {}
+    for name, reference in float64.items():
+        error = np.linalg.norm(float32[name] - reference) / max(np.linalg.norm(reference), 1e-12)
+        if error > 1e-2:
+            wrong[name] = round(float(error), 4)
+    assert not wrong, f"gradients off (relative L2) under TF_ENABLE_ONEDNN_OPTS=" \
+                      f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}: {wrong}"
