@@ -69,6 +69,26 @@ def test_multi_stage_presets_list_their_dependencies():
     assert [e.name for e in presets.stages("vat")] == ["vat"]
 
 
+@pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
+def test_moam_fixmatch_swaps_only_step_1s_consistency_terms(dataset):
+    family = presets.stages("moam_fixmatch_step_3", dataset)
+    paper = presets.stages("moam_step_3", dataset)
+    assert [e.name for e in family] == [
+        "moam_fixmatch_step_1", "moam_fixmatch_step_2", "moam_fixmatch_step_3"]
+    step_1, fixmatch = family[0], presets.get("fixmatch", dataset)
+    assert step_1.losses == {"rotation": 0.4, "supervised": 0.3, "fixmatch": 0.3}
+    assert (step_1.fixmatch_threshold, step_1.strong_ops, step_1.cutout_size) == (
+        fixmatch.fixmatch_threshold, fixmatch.strong_ops, fixmatch.cutout_size)
+    assert step_1.replace(name="moam_step_1", losses=paper[0].losses,
+                          fixmatch_threshold=paper[0].fixmatch_threshold,
+                          strong_ops=paper[0].strong_ops,
+                          cutout_size=paper[0].cutout_size) == paper[0]
+    assert family[1] == paper[1].replace(name="moam_fixmatch_step_2",
+                                         pseudo_labels_from="moam_fixmatch_step_1")
+    assert family[2] == paper[2].replace(name="moam_fixmatch_step_3",
+                                         init_from="moam_fixmatch_step_2")
+
+
 def test_small_image_presets_share_one_recipe():
     """Every small-image preset: the same backbone, input op, optimizer and labelled batch,
     at both label budgets (the run length comes from the data, hyper_rule.py)."""
@@ -102,6 +122,8 @@ def test_images_per_labelled_image_follows_the_forward_passes():
     assert methods.images_per_labelled_image(get("s4l_exemplar")) == 8  # 4 x (1 + 1)
     assert methods.images_per_labelled_image(get("vat")) == 6  # clean 2 + 2 x 2 perturbed
     assert methods.images_per_labelled_image(get("moam_step_1")) == 16  # 8 + 2 x 4
+    # 4 turns x (labelled + weak + strong)
+    assert methods.images_per_labelled_image(get("moam_fixmatch_step_1")) == 12
 
 
 def test_vat_eps_keeps_the_per_value_rms():

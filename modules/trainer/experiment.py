@@ -23,10 +23,13 @@ IMAGE_FITS = ("resize_crop", "zero_pad")
 LR_SCHEDULES = ("piecewise", "cosine")
 # multi_worker: MultiWorkerMirroredStrategy over the machines TF_CONFIG names (docs/scale.md).
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
-# The loss terms of methods.SPECS, and those whose SPEC transforms the batch (one per method).
-# Spelled here so that validating an experiment needs no TensorFlow; a test holds them equal.
+# The loss terms of methods.SPECS, and those whose SPEC transforms the batch. Spelled here so
+# that validating an experiment needs no TensorFlow; a test holds them equal. Two of them
+# combine only as listed: FixMatch's stacked views are then turned 4 ways like any image;
+# exemplar's P patches per image fit neither a strong view nor rotation's labels.
 METHOD_LOSSES = ("supervised", "rotation", "exemplar", "vat", "entmin", "fixmatch")
 INPUT_LAYOUT_LOSSES = ("rotation", "exemplar", "fixmatch")
+COMBINABLE_LAYOUTS = (frozenset({"rotation", "fixmatch"}),)
 # "auto": mixed_bfloat16 where the hardware has fast bfloat16 (TPUs; CPUs with AMX or
 # AVX-512 BF16), float32 elsewhere; the Trainer records what it chose (training.py).
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
@@ -253,7 +256,7 @@ class Experiment:
             if getattr(self, field) < 1:
                 fail(field, "must be >= 1")
         layouts = [name for name in self.losses if name in INPUT_LAYOUT_LOSSES]
-        if len(layouts) > 1:
+        if len(layouts) > 1 and frozenset(layouts) not in COMBINABLE_LAYOUTS:
             fail("losses", f"cannot combine {' and '.join(layouts)} (each changes the input "
                  "layout)")
         if "fixmatch" in self.losses and self.unsup_batch_size < 1:

@@ -6,7 +6,9 @@ ops and Cutout). `prepare` stacks them, weak first, so one shared forward pass (
 the labelled images, as every S4L method) gives both. The weak view's prediction, without
 gradient, is a pseudo-label where its top probability reaches `fixmatch_threshold`; the
 strong view is trained toward it with cross-entropy. Unconfident images contribute 0 and
-still count in the mean, as in FixMatch.
+still count in the mean, as in FixMatch. With rotation (MOAM step 1's FixMatch variant) both
+stacked halves are then turned 4 ways, image-major, so row j of the strong half is the strong
+view of the image and turn that row j of the weak half shows.
 """
 
 from __future__ import annotations
@@ -42,5 +44,5 @@ def prepare(batch: dict, exp: Experiment) -> dict:
     return {**batch, "unlabelled": stack_views(batch["unlabelled"])}
 
 
-SPEC = LossSpec(name="fixmatch", term=term, prepare=prepare, strong_view=True,
-                unlabelled_views=2, diagnostics=DIAGNOSTICS)
+SPEC = LossSpec(name="fixmatch", term=term, prepare=prepare, prepare_order=0,
+                strong_view=True, unlabelled_views=2, diagnostics=DIAGNOSTICS)

@@ -39,8 +39,11 @@ class LossSpec:
       name: the key in `Experiment.losses`.
       term: (outputs, batch, StepContext) -> per-example losses; only training.py reduces.
       heads: extra linear heads on pre_logits, name -> units.
-      prepare: (batch, exp) -> batch, applied in the train step before the forward pass
-        (at most one term of a method has one; `Experiment.validate` refuses two).
+      prepare: (batch, exp) -> batch, applied in the train step before the forward pass.
+        A method may have two only where `Experiment.validate` allows the pair (FixMatch's
+        view stacking with rotation); they run in `prepare_order`.
+      prepare_order: lower runs first: stacking a stream's views (0) comes before turning
+        or flattening every image (1), so each view is turned like the others.
       views: network images per stream image after `prepare` (rotation 4, exemplar P).
       train_patches: images the input pipeline cuts from each training image (exemplar P);
         1 for every other term.
@@ -56,6 +59,7 @@ class LossSpec:
     term: Callable[..., Any]
     heads: Callable[[Experiment], dict[str, int]] = _no_heads
     prepare: Callable[[dict, Experiment], dict] | None = None
+    prepare_order: int = 1
     views: Callable[[Experiment], int] = _one_view
     train_patches: Callable[[Experiment], int] = _one_view
     strong_view: bool = False

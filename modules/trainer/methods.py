@@ -5,7 +5,8 @@ from the rest of the Trainer. `SPECS` collects them; heads, the train step's bat
 views, patches, costs and diagnostics all derive from it, so a new method is one loss file
 plus one preset. A method is a set of weighted terms (its preset's `losses`): supervised,
 S4L-Rotation (supervised + rotation), S4L-Exemplar (supervised + exemplar), VAT, VAT+EntMin,
-MOAM step 1 (rotation + VAT + EntMin) and FixMatch-style consistency (supervised + fixmatch).
+MOAM step 1 (rotation + VAT + EntMin, or rotation + fixmatch) and FixMatch-style consistency
+(supervised + fixmatch).
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def diagnostics(exp: Experiment) -> list[str]:
 
 
 def prepare(batch: dict, exp: Experiment) -> dict:
-    """The method's input transform, applied in the train step (rotation turns every image 4
+    """The method's input transforms, applied in the train step (rotation turns every image 4
     ways, exemplar flattens the P patches of every image, FixMatch stacks the weak and strong
-    views); at most one term of a method has one (Experiment.validate)."""
-    for spec in specs(exp):
+    views), in `prepare_order`: FixMatch's stacking before rotation, so that every view of an
+    unlabelled image is turned 4 ways (Experiment.validate says which terms combine)."""
+    for spec in sorted(specs(exp), key=lambda spec: spec.prepare_order):
         if spec.prepare is not None:
-            return spec.prepare(batch, exp)
+            batch = spec.prepare(batch, exp)
     return batch
 
 

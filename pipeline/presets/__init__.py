@@ -9,6 +9,7 @@ recipe (`experiment.for_dataset`), whose run length the schedule rule sets from 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from modules.trainer.experiment import Experiment
@@ -34,6 +35,9 @@ PRESETS: dict[str, Callable[..., Experiment]] = {
     "moam_step_2": moam.step_2,
     "moam_step_3": moam.step_3,
     "fixmatch": fixmatch.get_config,
+    "moam_fixmatch_step_1": functools.partial(moam.step_1, family="moam_fixmatch"),
+    "moam_fixmatch_step_2": functools.partial(moam.step_2, family="moam_fixmatch"),
+    "moam_fixmatch_step_3": functools.partial(moam.step_3, family="moam_fixmatch"),
 }
 
 

@@ -15,28 +15,47 @@ other method (the CPU table compares methods at one width); step 1: B = B_u = 64
 labelled epochs as every single-network method, the EMA with its half-life in steps; step 3:
 a fine-tune of 30 labelled epochs at a tenth of the recipe's LR (cosine, no step bounds).
 
+FixMatch variant (`moam_fixmatch_step_1/2/3`; not in the paper): step 1 is rotation +
+FixMatch-style consistency in place of VAT + EntMin, L = 0.4 L_rot + 0.3 L_cls + 0.3 L_fm
+(the supervised and consistency terms weighted 1:1, as in the fixmatch preset), the fixmatch
+preset's threshold, strong ops, Cutout and mu = 1; both views of every unlabelled image are
+turned 4 ways. Steps 2 and 3 are MOAM's, on step 1's model. Its weights were not tuned.
+
 Run: .venv/bin/python beam_runner.py --preset moam_step_3   (runs steps 1, 2 and 3)
+     .venv/bin/python beam_runner.py --preset moam_fixmatch_step_3
 """
 
 from __future__ import annotations
 
 from modules.trainer import experiment
 from modules.trainer.experiment import Experiment
-from pipeline.presets import pseudo_labels
+from pipeline.presets import fixmatch, pseudo_labels
+
+# The families of three steps, by the prefix of their stage names: step 1's consistency.
+FAMILIES = ("moam", "moam_fixmatch")
 
 
 def _width(dataset: str) -> int:
     return 16 if dataset == "imagenet" else experiment.for_dataset(dataset).filters_factor
 
 
-def step_1(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
+def step_1(dataset: str = "fashion_mnist", labels: str = "10pct",
+           family: str = "moam") -> Experiment:
     exp = experiment.for_dataset(dataset, labels)
     exp = exp.replace(
-        name="moam_step_1",
+        name=f"{family}_step_1",
         losses={"rotation": 0.4, "supervised": 0.3, "vat": 0.3, "entmin": 0.3},
         unsup_batch_mult=1.0, filters_factor=_width(dataset),
         apply_vat_to_labelled=False, vat_eps=experiment.scale_vat_eps(32.0, exp.image_size),
         vat_xi=1e-6, vat_power_iters=1, polyak_averaging=True, eval_rotation_average=True)
+    if family == "moam_fixmatch":
+        consistency = fixmatch.get_config(dataset, labels)
+        exp = exp.replace(losses={"rotation": 0.4, "supervised": 0.3, "fixmatch": 0.3},
+                          fixmatch_threshold=consistency.fixmatch_threshold,
+                          strong_ops=consistency.strong_ops,
+                          cutout_size=consistency.cutout_size)
+    elif family != "moam":
+        raise ValueError(f"unknown MOAM family {family!r}; known: {FAMILIES}")
     if dataset == "imagenet":
         exp = exp.replace(batch_size=128, checkpoint_every_epochs=10, weight_decay=2e-4,
                           lr=0.2, lr_scale_batch_size=256,
@@ -44,16 +63,19 @@ def step_1(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
     return experiment.scale_for_dataset(exp)
 
 
-def step_2(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
-    exp = pseudo_labels.get_config(dataset, labels, name="moam_step_2",
-                                   labeller="moam_step_1")
+def step_2(dataset: str = "fashion_mnist", labels: str = "10pct",
+           family: str = "moam") -> Experiment:
+    exp = pseudo_labels.get_config(dataset, labels, name=f"{family}_step_2",
+                                   labeller=f"{family}_step_1")
     return exp.replace(filters_factor=_width(dataset))
 
 
-def step_3(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
+def step_3(dataset: str = "fashion_mnist", labels: str = "10pct",
+           family: str = "moam") -> Experiment:
     exp = experiment.for_dataset(dataset, labels)
-    exp = exp.replace(name="moam_step_3", losses={"supervised": 1.0}, unsup_batch_mult=0.0,
-                      filters_factor=_width(dataset), init_from="moam_step_2")
+    exp = exp.replace(name=f"{family}_step_3", losses={"supervised": 1.0},
+                      unsup_batch_mult=0.0, filters_factor=_width(dataset),
+                      init_from=f"{family}_step_2")
     if dataset == "imagenet":
         exp = exp.replace(weight_decay=1e-4, lr=0.01, lr_scale_batch_size=256,
                           schedule_epochs=(1, 20, 25, 28, 30))

@@ -73,22 +73,24 @@ def test_no_gradient_flows_through_the_weak_view():
     assert np.all(gradient[:2] == 0) and np.any(gradient[2:] != 0)
 
 
-def test_two_view_stream_and_a_train_step(image_folder, tmp_path):
+@pytest.mark.parametrize("preset,network_images", [("fixmatch", 2),
+                                                    ("moam_fixmatch_step_1", 8)])
+def test_two_view_stream_and_a_train_step(image_folder, tmp_path, preset, network_images):
     build.build_splits(sources.ImageFolderSource(image_folder), str(tmp_path / "s"),
                        build.SplitOptions(labelled_fraction=0.5, num_shards=2))
     patterns = [str(tmp_path / "s" / "Split-labelled" / "*"),
                 str(tmp_path / "s" / "Split-unlabelled" / "*")]
-    exp = presets.get("fixmatch", "synthetic").replace(num_classes=4, batch_size=4,
-                                                       num_labelled_examples=20,
-                                                       fixmatch_threshold=0.3)
+    exp = presets.get(preset, "synthetic").replace(num_classes=4, batch_size=4,
+                                                   num_labelled_examples=20,
+                                                   fixmatch_threshold=0.3)
     batch = next(iter(data.train_dataset(patterns, exp)))
     assert batch["unlabelled"]["strong"].shape == batch["unlabelled"]["image"].shape
     assert not np.allclose(batch["unlabelled"]["strong"], batch["unlabelled"]["image"])
     prepared = methods.prepare(batch, exp)
-    assert prepared["unlabelled"]["image"].shape[0] == 2 * exp.unsup_batch_size
+    assert prepared["unlabelled"]["image"].shape[0] == network_images * exp.unsup_batch_size
     assert "label" not in prepared["unlabelled"]  # unlabelled labels never reach a loss
     logs = training.build_model(exp).train_step(batch)
-    assert {"fixmatch_loss", "fixmatch_mask_rate"} <= set(logs)
+    assert {f"{term}_loss" for term in exp.losses} | {"fixmatch_mask_rate"} <= set(logs)
     assert np.isfinite(float(logs["total_loss"]))
 
 
@@ -97,6 +99,6 @@ def test_fixmatch_settings_are_checked():
     assert methods.images_per_labelled_image(exp) == 3  # labelled + weak + strong
     for changes, message in ((dict(unsup_batch_mult=0.0), "unlabelled batch"),
                              (dict(fixmatch_threshold=1.5), "fixmatch_threshold"),
-                             (dict(losses={"fixmatch": 1.0, "rotation": 1.0}), "combine")):
+                             (dict(losses={"fixmatch": 1.0, "exemplar": 1.0}), "combine")):
         with pytest.raises(ValueError, match=message):
             exp.replace(**changes).validate()

@@ -38,7 +38,8 @@ def test_every_single_network_method_trains_the_same_steps():
     for labelled in (600, 6_000):
         steps = {name: schedules.total_steps(_fit(name, labelled))
                  for name in ("supervised", "s4l_rotation", "s4l_exemplar", "vat",
-                              "vat_entmin", "moam_step_1")}
+                              "vat_entmin", "moam_step_1", "moam_fixmatch_step_1",
+                              "fixmatch")}
         assert len(set(steps.values())) == 1, steps
 
 
