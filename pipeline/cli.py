@@ -339,8 +339,7 @@ class RunSpec:
         kwargs = dict(
             pipeline_name=self.pipeline_name, pipeline_root=self.paths.pipeline_root,
             data=self.data, experiments=list(self.experiments),
-            schema_path=layout.SCHEMA_PATH, transform_module=layout.TRANSFORM_MODULE,
-            trainer_module=layout.TRAINER_MODULE,
+            schema_path=layout.SCHEMA_PATH,
             push_destination=self.paths.push_destination,
             hub_destination=self.paths.hub_destination, hub_tarball=self.hub_tarball,
             thresholds=self.thresholds, enable_cache=self.enable_cache,
@@ -385,13 +384,16 @@ def local_run_spec(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> R
 def direct_beam_args(workers: int = 1) -> list[str]:
     """DirectRunner arguments: in-process for one worker, else `workers` processes.
 
+    One worker is the DirectRunner's default (in_memory, 1 worker), so it needs no argument,
+    and with none TFX's Beam components skip packaging TFX itself as an sdist for remote
+    workers (dependency_utils.make_beam_dependency_flags: about 1.5 s per component run).
     Multi-processing mode has a history of hangs and dropped records (docs/environment.md);
     tests/runners/test_direct_multiprocess.py checks that it gives the in-process results.
     """
     if workers < 1:
         raise CliError(f"--beam_workers must be >= 1, got {workers}")
     if workers == 1:
-        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+        return []
     return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 

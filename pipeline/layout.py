@@ -1,4 +1,4 @@
-"""Where a run's things are: module files, run directories and component ids.
+"""Where a run's things are: the schema, run directories and component ids.
 
 One home for the paths every runner derives from `--output_dir` and friends, and for the node
 ids that `create_pipeline` gives the per-stage components and the run summary looks up.
@@ -11,11 +11,7 @@ import os
 from collections.abc import Sequence
 
 import data_schema
-import modules
 
-MODULES_DIR = os.path.dirname(os.path.abspath(modules.__file__))
-TRANSFORM_MODULE = os.path.join(MODULES_DIR, "transform", "preprocessing.py")
-TRAINER_MODULE = os.path.join(MODULES_DIR, "trainer", "trainer_module.py")
 # data_schema is a package, so the schema is found in non-editable installs (containers) too.
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(data_schema.__file__)),
                            "schema.pbtxt")

@@ -24,7 +24,7 @@ from tfx import v1 as tfx
 
 from modules import features
 from modules.trainer.experiment import Experiment
-from pipeline import layout, presets
+from pipeline import code_version, layout, presets
 from pipeline.components import data_gate, imported_examples, source
 from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
 from pipeline.components.data_gate_component import data_gate_node
@@ -63,9 +63,10 @@ def eval_config(thresholds: EvalConfig, with_baseline: bool = True) -> tfma.Eval
         ])])
 
 
-# The user code as import paths into the installed package, for runners whose containers have
-# it installed (docker/Dockerfile): nothing is packaged into PIPELINE_ROOT/_wheels, so a gs://
-# pipeline root compiles with no cloud access.
+# The user code as import paths into the installed package (containers have it installed,
+# docker/Dockerfile): nothing is packaged into PIPELINE_ROOT/_wheels, so a gs:// pipeline root
+# compiles with no cloud access, and no execution pip-installs a wheel. The code's version is
+# in each component's custom_config (code_version), so an edit re-runs it.
 PREPROCESSING_FN = "modules.transform.preprocessing.preprocessing_fn"
 RUN_FN = "modules.trainer.trainer_module.run_fn"
 
@@ -124,24 +125,29 @@ def examples_node(data: DataConfig) -> tuple[Any, Any]:
     return node, node.outputs["examples"]
 
 
-def transform_node(examples, schema, experiments: Sequence[Experiment], *, materialize: bool,
-                   module_file: str, installed_modules: bool) -> tfx.components.Transform:
+def transform_node(examples, schema, experiments: Sequence[Experiment], *,
+                   materialize: bool) -> tfx.components.Transform:
     """Transform with the inception preprocessing of the stages' shared image geometry;
-    analyses the labelled split, materialises the splits only when asked."""
+    analyses the labelled split, materialises the splits only when asked.
+
+    Transform's own TFDV statistics are off: the pre-transform ones repeat StatisticsGen's,
+    and the post-transform ones would summarise every pixel of every image as a numeric
+    feature (150,528 values per ImageNet image), a large Beam job nobody reads; StatisticsGen
+    and ExampleValidator check the data."""
     image_sizes = {(e.image_size, e.resize_size, e.image_fit) for e in experiments}
     if len(image_sizes) != 1:
         raise ValueError(f"all stages must share image_size, resize_size and image_fit (one "
                          f"Transform graph); got {sorted(image_sizes)}")
     image_size, resize_size, image_fit = image_sizes.pop()
     return tfx.components.Transform(
-        examples=examples, schema=schema, materialize=materialize,
+        examples=examples, schema=schema, materialize=materialize, disable_statistics=True,
         splits_config=tfx.proto.SplitsConfig(
             analyze=[features.LABELLED_SPLIT],
             transform=list(features.SPLITS) if materialize else []),
         custom_config={"image_size": image_size, "resize_size": resize_size,
-                       "image_fit": image_fit},
-        **({"preprocessing_fn": PREPROCESSING_FN} if installed_modules
-           else {"module_file": module_file}))
+                       "image_fit": image_fit,
+                       code_version.CUSTOM_CONFIG_KEY: code_version.transform_version()},
+        preprocessing_fn=PREPROCESSING_FN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +163,7 @@ class _SharedInputs:
     hub_tarball: bool
     make_trainer: TrainerFactory
     make_baseline: BaselineFactory
-    trainer_code: dict[str, str]
+    trainer_code_version: str
 
 
 def stage_nodes(experiment: Experiment, shared: _SharedInputs,
@@ -178,7 +184,9 @@ def stage_nodes(experiment: Experiment, shared: _SharedInputs,
         train_args=tfx.proto.TrainArgs(
             splits=[features.LABELLED_SPLIT, features.UNLABELLED_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-        custom_config={"experiment": experiment.to_dict()}, **shared.trainer_code,
+        custom_config={"experiment": experiment.to_dict(),
+                       code_version.CUSTOM_CONFIG_KEY: shared.trainer_code_version},
+        run_fn=RUN_FN,
     ).with_id(layout.stage_node_id(layout.TRAINER, name))
     model = trainer.outputs["model"]
     baseline = shared.make_baseline(experiment, model)
@@ -212,8 +220,6 @@ def create_pipeline(
     data: DataConfig,
     experiments: Sequence[Experiment],
     schema_path: str,
-    transform_module: str,
-    trainer_module: str,
     push_destination: str,
     hub_destination: str = "",
     hub_tarball: bool = False,
@@ -224,7 +230,6 @@ def create_pipeline(
     beam_pipeline_args: list[str] | None = None,
     trainer_factory: TrainerFactory | None = None,
     baseline_factory: BaselineFactory | None = None,
-    installed_modules: bool = False,
     example_gen_beam_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline; validates the stages first so bad settings fail before any work
@@ -234,9 +239,7 @@ def create_pipeline(
 
     Runner hooks: `trainer_factory(experiment, **trainer_kwargs)` builds each stage's Trainer
     (default `standard_trainer`), `baseline_factory(experiment, candidate)` its baseline
-    Resolver or None (default `previous_blessed_baseline`); with `installed_modules`
-    Transform and the Trainers import PREPROCESSING_FN and RUN_FN from the installed package
-    instead of packaging `transform_module` and `trainer_module`; `example_gen_beam_args`
+    Resolver or None (default `previous_blessed_baseline`); `example_gen_beam_args`
     follow the pipeline's Beam arguments for S4LExampleGen alone (later arguments win: the
     Dataflow runner converts files that only this machine reads with the DirectRunner)."""
     presets.check_stages(experiments)
@@ -255,16 +258,14 @@ def create_pipeline(
                           data.num_classes, data.stop_on_anomalies)
     checked_schema = gate.outputs["checked_schema"]
     transform = transform_node(all_examples, schema_gen.outputs["schema"], experiments,
-                               materialize=materialize, module_file=transform_module,
-                               installed_modules=installed_modules)
+                               materialize=materialize)
     shared = _SharedInputs(
         examples=all_examples, transform_graph=transform.outputs["transform_graph"],
         schema=checked_schema, thresholds=thresholds or EvalConfig(),
         push_destination=push_destination, hub_destination=hub_destination,
         hub_tarball=hub_tarball, make_trainer=trainer_factory or standard_trainer,
         make_baseline=baseline_factory or previous_blessed_baseline,
-        trainer_code=({"run_fn": RUN_FN} if installed_modules
-                      else {"module_file": trainer_module}))
+        trainer_code_version=code_version.trainer_version())
     components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
     models: dict[str, Any] = {}
     for experiment in experiments:

@@ -65,10 +65,15 @@ def test_help_lists_presets_and_options(capsys):
         assert word in text
 
 
-def test_module_paths_exist():
-    for path in (layout.TRANSFORM_MODULE, layout.TRAINER_MODULE,
-                 layout.SCHEMA_PATH):
-        assert os.path.isfile(path), path
+def test_user_code_import_paths_and_schema_exist():
+    from tfx.utils import import_utils
+
+    from pipeline import pipeline as pipeline_lib
+
+    for path in (pipeline_lib.PREPROCESSING_FN, pipeline_lib.RUN_FN):
+        module, name = path.rsplit(".", 1)
+        assert callable(import_utils.import_func_from_module(module, name)), path
+    assert os.path.isfile(layout.SCHEMA_PATH)
 
 
 def test_unknown_preset_is_refused(capsys):

@@ -65,9 +65,9 @@ def build_dag(argv: list[str], dag_config: dict[str, Any] | None = None):
     from pipeline import pipeline as pipeline_lib
 
     spec = cli.local_run_spec(cli.build_parser().parse_args(argv))
-    # Import paths into the installed package: parsing the file (every scheduler loop) then
+    # The pipeline names its code by import path: parsing the file (every scheduler loop)
     # builds no wheels and writes nothing under the pipeline root.
-    pipeline = pipeline_lib.create_pipeline(**spec.pipeline_kwargs(), installed_modules=True)
+    pipeline = pipeline_lib.create_pipeline(**spec.pipeline_kwargs())
     scope_artifact_names(pipeline)
     config = airflow_dag_runner.AirflowPipelineConfig(airflow_dag_config=dict(dag_config or {}))
     dag = airflow_dag_runner.AirflowDagRunner(config).run(pipeline)

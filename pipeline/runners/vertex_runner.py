@@ -345,7 +345,6 @@ def create_vertex_pipeline(args: argparse.Namespace, beam_args: list[str] | None
     kwargs["schema_path"] = args.schema_path
     return pipeline_lib.create_pipeline(
         **kwargs,
-        installed_modules=True,
         baseline_factory=no_baseline,
         trainer_factory=vertex_trainer_factory(
             args.project, args.region, machine, trainer_image, args.pipeline_name,

@@ -271,8 +271,7 @@ def _pipeline(tmp_path, **kwargs):
     return pipeline_lib.create_pipeline(
         pipeline_name="p", pipeline_root=str(tmp_path / "root"),
         data=DataConfig(num_classes=3), experiments=experiments,
-        schema_path=layout.SCHEMA_PATH, transform_module=layout.TRANSFORM_MODULE,
-        trainer_module=layout.TRAINER_MODULE,
+        schema_path=layout.SCHEMA_PATH,
         push_destination=str(tmp_path / "serving"), **kwargs)
 
 

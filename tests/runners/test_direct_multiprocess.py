@@ -51,8 +51,7 @@ def _run(tmp_path, workers: int) -> dict:
 def test_multi_processing_writes_the_in_process_records(tmp_path):
     in_process = _run(tmp_path, 1)
     multi = _run(tmp_path, 2)
-    assert in_process["beam_pipeline_args"] == ["--direct_running_mode=in_memory",
-                                                "--direct_num_workers=1"]
+    assert in_process["beam_pipeline_args"] == []  # The DirectRunner's in-process default.
     assert multi["beam_pipeline_args"] == ["--direct_running_mode=multi_processing",
                                            "--direct_num_workers=2"]
     counts = {split: d["count"] for split, d in in_process["transformed"].items()}
@@ -63,14 +62,17 @@ def test_multi_processing_writes_the_in_process_records(tmp_path):
 
 
 def test_beam_workers_flag():
-    assert cli.direct_beam_args(1) == ["--direct_running_mode=in_memory",
-                                               "--direct_num_workers=1"]
-    args = cli.build_parser().parse_args(["--beam_workers", "3"])
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
-    options = PipelineOptions(cli.direct_beam_args(args.beam_workers)).view_as(
-        DirectOptions)
-    assert (options.direct_running_mode, options.direct_num_workers) == ("multi_processing", 3)
+    def mode(workers):
+        options = PipelineOptions(cli.direct_beam_args(workers)).view_as(DirectOptions)
+        return options.direct_running_mode, options.direct_num_workers
+
+    # One worker: no arguments (so TFX packages nothing for remote workers), which the
+    # DirectRunner takes as in-process with one worker.
+    assert cli.direct_beam_args(1) == [] and mode(1) == ("in_memory", 1)
+    args = cli.build_parser().parse_args(["--beam_workers", "3"])
+    assert mode(args.beam_workers) == ("multi_processing", 3)
 
 
 def test_beam_workers_below_one_is_refused(image_folder, tmp_path, capsys):

@@ -66,7 +66,11 @@ def test_every_component_runs_in_the_pipeline_image(compiled):
     assert trainer_args[:2] == ["--executor_class_path",
                                 "tfx.extensions.google_cloud_ai_platform.trainer.executor"
                                 ".GenericExecutor"]
-    assert "--direct_running_mode=in_memory" in trainer_args
+    # Without --dataflow the Beam work runs in the container on the DirectRunner's in-process
+    # default: no runner arguments (which would also make TFX package itself for workers).
+    transform_args = containers["Transform_executor"]["args"]
+    assert not any(a.startswith(("--runner", "--direct_", "--extra_package"))
+                   for a in trainer_args + transform_args)
 
 
 def test_paths_and_user_code_are_what_the_containers_see(compiled):
