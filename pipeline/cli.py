@@ -34,18 +34,33 @@ class CliError(ValueError):
     """A bad command line; reported before any work starts."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Fills `--source`, when not given, from the layout of `--data_path`."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        from pipeline.components import source
+
+        parsed, rest = super().parse_known_args(args, namespace)
+        if getattr(parsed, "source", "") is None:
+            try:
+                parsed.source = source.infer_name(parsed.data_path)
+            except ValueError as error:
+                self.error(str(error))
+        return parsed, rest
+
+
 def build_parser() -> argparse.ArgumentParser:
     from modules.trainer.experiment import STRATEGIES
     from pipeline import presets
     from pipeline.components import data_gate, source
     from pipeline.components.example_gen import sources
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
-    data.add_argument("--source", choices=source.NAMES,
-                      default="fashion_mnist",
-                      help="fashion_mnist: IDX files (default: Debian's dataset-fashion-mnist); "
+    data.add_argument("--source", choices=source.NAMES, default=None,
+                      help="Default: read from --data_path's layout (no path: Fashion-MNIST). "
+                           "fashion_mnist: IDX files (default: Debian's dataset-fashion-mnist); "
                            "image_folder: DIR/{train,test}/<class>/<image>; imagenet_tfrecords: "
                            "slim-built train-*/validation-* shards (labels 1..1000); examples: "
                            "already-split tf.Examples, DIR/Split-{labelled,unlabelled,eval}/ "

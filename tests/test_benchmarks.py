@@ -1,7 +1,9 @@
-"""The label-efficiency table: aggregation over seeds and the plot, from result files."""
+"""The benchmarks' own logic: the label-efficiency table (aggregation over seeds, the plot),
+the CI timer, run summaries, and the user-folder benchmark's data and plain script."""
 
 import fcntl
 import json
+import os
 
 import pytest
 
@@ -345,3 +347,49 @@ def test_time_to_accuracy_curve_uses_measured_minutes_where_recorded(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "time.png").format == "PNG"
+
+
+def test_user_folder_writes_digits_as_a_folder_the_source_is_inferred_from(tmp_path):
+    from benchmarks import user_folder
+    from pipeline.components import source
+
+    root = user_folder.write_digits(str(tmp_path / "digits"))
+    counts = {part: sum(len(files) for _, _, files in os.walk(os.path.join(root, part)))
+              for part in ("train", "test")}
+    assert counts == {"train": 1437, "test": 360}
+    assert sorted(os.listdir(os.path.join(root, "test"))) == [str(d) for d in range(10)]
+    assert source.infer_name(root) == "image_folder"
+
+
+def test_plain_script_network_is_the_recipe_s_resnet20_and_learns(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks import plain_small_image
+    from modules.trainer import experiment, training
+
+    def trainable(model):
+        return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+    # Its own pre-activation ResNet-20 (width 16) has the recipe network's 272,282 weights.
+    recipe = training.build_model(experiment.for_dataset("fashion_mnist").replace(
+        precision="float32", num_labelled_examples=600))
+    assert trainable(plain_small_image.resnet20(10, 5e-4)) == trainable(recipe) == 272_282
+    # Two classes of flat images, as Split-labelled/ and Split-eval/ records: a few steps
+    # separate them (150, for the batch-norm moving statistics the evaluation uses).
+    for split in ("labelled", "eval"):
+        os.makedirs(tmp_path / f"Split-{split}")
+        with tf.io.TFRecordWriter(str(tmp_path / f"Split-{split}" / "data.gz"),
+                                  options="GZIP") as writer:
+            for i in range(16):
+                label = i % 2
+                image = np.full([8, 8, 3], 255 * label, np.uint8)
+                writer.write(tf.train.Example(features=tf.train.Features(feature={
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
+                        value=[tf.io.encode_png(image).numpy()])),
+                    "image/class/label": tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[label]))})).SerializeToString())
+    result = plain_small_image.train(str(tmp_path), steps=150, batch_size=16, lr=0.05,
+                                     flip=True, seed=0)
+    assert result["labelled"] == result["eval"] == 16
+    assert result["top1"] == 1.0

@@ -69,6 +69,12 @@ class ImportedExamples:
                 f"{features.SPLIT_STATS_FILE} is not read from this machine)")
         return num_classes
 
+    @classmethod
+    def recognises(cls, directory: str) -> bool:
+        """Whether the local `directory` holds Split-<name>/ folders (`--source` inferred)."""
+        return any(os.path.isdir(os.path.join(directory, f"Split-{split}"))
+                   for split in features.SPLITS)
+
     def __init__(self, uri: str, num_classes: int = 0):
         if not uri:
             raise ImportedExamplesError("--source examples needs --data_path DIR (with "

@@ -9,6 +9,7 @@ line, the runners and the graph choose by the protocol's properties (`already_sp
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar, Protocol
 
 from pipeline.components import imported_examples
@@ -29,6 +30,10 @@ class Source(Protocol):
     def remote_num_classes(cls, num_classes: int) -> int:
         """The class count of data this machine cannot open, from `--num_classes` (0: not
         given); raises ValueError where it is needed and not given."""
+
+    @classmethod
+    def recognises(cls, directory: str) -> bool:
+        """Whether the local `directory` has this kind's layout."""
 
     def class_names(self) -> list[str]: ...
 
@@ -54,6 +59,33 @@ def source_type(name: str) -> type[Source]:
     if name not in SOURCE_TYPES:
         raise sources.SourceError(f"unknown data source {name!r}; choose one of {NAMES}")
     return SOURCE_TYPES[name]
+
+
+DEFAULT_NAME = sources.FashionMnistSource.name
+LAYOUTS = ("Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...); DIR/train/<class>/"
+           "<image> with DIR/test/<class>/<image>; slim ImageNet shards (train-*-of-*, "
+           "validation-*-of-*); DIR/Split-{labelled,unlabelled,eval}/ (converted examples)")
+
+
+def infer_name(data_path: str) -> str:
+    """The kind of source at `data_path`, from its layout: what `--source` means when it is
+    not given. No path, or one this machine cannot list (gs://...), means Fashion-MNIST.
+
+    Raises:
+      sources.SourceError: a local directory of no known layout, or of several.
+    """
+    if not data_path or "://" in data_path:
+        return DEFAULT_NAME
+    if not os.path.isdir(data_path):
+        raise sources.SourceError(f"--data_path {data_path!r} is not a directory")
+    found = [name for name, kind in SOURCE_TYPES.items() if kind.recognises(data_path)]
+    if not found:
+        raise sources.SourceError(f"{data_path} has no layout --source knows; expected one of: "
+                                  f"{LAYOUTS}")
+    if len(found) > 1:
+        raise sources.SourceError(f"{data_path} looks like several sources ({', '.join(found)}); "
+                                  "say which with --source")
+    return found[0]
 
 
 def open_source(name: str, data_path: str, num_classes: int = 0,

@@ -129,6 +129,11 @@ class DataSource:
                               "the remote workers can read the data")
         return num_classes
 
+    @classmethod
+    def recognises(cls, directory: str) -> bool:
+        """Whether the local `directory` has this kind's layout (`--source` inferred)."""
+        return False
+
     def dataset_variant(self) -> str:
         return self.dataset
 
@@ -226,6 +231,11 @@ class FashionMnistSource(DataSource):
     def remote_num_classes(cls, num_classes: int) -> int:
         return len(FASHION_MNIST_CLASSES)
 
+    @classmethod
+    def recognises(cls, directory: str) -> bool:
+        return any(os.path.exists(os.path.join(directory, f"train-images-idx3-ubyte{ext}"))
+                   for ext in ("", ".gz"))
+
     def __init__(self, directory: str = FASHION_MNIST_DIR):
         self.directory = directory or FASHION_MNIST_DIR
         for part in self._STEMS:
@@ -301,6 +311,10 @@ class ImageFolderSource(DataSource):
 
     name = "image_folder"
     dataset = "fashion_mnist"  # the small-image recipe
+
+    @classmethod
+    def recognises(cls, directory: str) -> bool:
+        return all(os.path.isdir(os.path.join(directory, part)) for part in (TRAIN, TEST))
 
     def __init__(self, root: str):
         if not root or not os.path.isdir(root):
@@ -445,6 +459,10 @@ class SlimTFRecordSource(DataSource):
     @classmethod
     def remote_num_classes(cls, num_classes: int) -> int:
         return num_classes or 1000
+
+    @classmethod
+    def recognises(cls, directory: str) -> bool:
+        return any(glob.glob(os.path.join(directory, pattern)) for pattern in _TRAIN_PATTERNS)
 
     def __init__(self, directory: str, num_classes: int = 1000, label_offset: int = 1):
         if not directory or not os.path.isdir(directory):
