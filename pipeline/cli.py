@@ -35,7 +35,8 @@ class CliError(ValueError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """Fills `--source`, when not given, from the layout of `--data_path`."""
+    """Fills `--source`, when not given, from the layout of `--data_path`, and
+    `--output_dir` from the data's name."""
 
     def parse_known_args(self, args=None, namespace=None):
         from pipeline.components import source
@@ -46,7 +47,19 @@ class _Parser(argparse.ArgumentParser):
                 parsed.source = source.infer_name(parsed.data_path)
             except ValueError as error:
                 self.error(str(error))
+        if getattr(parsed, "output_dir", "") is None:
+            parsed.output_dir = default_output_dir(parsed.data_path)
         return parsed, rest
+
+
+def default_output_dir(data_path: str) -> str:
+    """runs/<the data folder's name>; runs/fashion_mnist for the default data."""
+    from pipeline.components.example_gen import sources
+
+    path = data_path.rstrip("/")
+    if not path or os.path.abspath(path) == sources.FASHION_MNIST_DIR:
+        return os.path.join("runs", "fashion_mnist")
+    return os.path.join("runs", os.path.basename(path))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,8 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--pipeline_name", default="s4l",
                      help="Pipeline name; ML Metadata keeps runs of one name together.")
-    run.add_argument("--output_dir", default=os.path.join("runs", "fashion_mnist"),
-                     help="Where summary.json and the pushed model go.")
+    run.add_argument("--output_dir", default=None,
+                     help="Where summary.json, the pushed model and (by default) the pipeline "
+                          "root go (default runs/<name of the --data_path folder>; "
+                          "runs/fashion_mnist for the default data). Runs of other data in "
+                          "one output directory would share ML Metadata and take each "
+                          "other's blessed models as their baselines.")
     run.add_argument("--pipeline_root", default="",
                      help="Artifacts and metadata.sqlite (default OUTPUT_DIR/tfx).")
     run.add_argument("--push_destination", default="",

@@ -1,4 +1,5 @@
-"""`--source` read from `--data_path`'s layout: a user's folder needs no flag but its path."""
+"""`--source` and `--output_dir` read from `--data_path`: a user's folder needs no flag but
+its path."""
 
 import os
 
@@ -82,3 +83,15 @@ def test_a_directory_of_two_layouts_asks_for_source(tmp_path, capsys):
         _source("--data_path", root)
     assert "looks like several sources (fashion_mnist, image_folder)" in (
         capsys.readouterr().err)
+
+
+def test_each_data_set_gets_its_own_output_directory(image_folder):
+    def output_dir(*argv):
+        return cli.build_parser().parse_args(list(argv)).output_dir
+
+    # One output directory per data set: runs of other data would share ML Metadata and
+    # gate each other's models against their blessed baselines.
+    assert output_dir() == os.path.join("runs", "fashion_mnist")
+    assert output_dir("--data_path", image_folder + "/") == os.path.join("runs", "images")
+    assert output_dir("--data_path", "gs://bucket/flowers") == os.path.join("runs", "flowers")
+    assert output_dir("--data_path", image_folder, "--output_dir", "out") == "out"
