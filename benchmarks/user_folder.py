@@ -61,7 +61,8 @@ def run_pipeline(data: str, preset: str) -> dict:
                     "--preset", preset, "--output_dir", out], check=True)
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    stage = summary["stages"][preset]
+    # A run of one stage summarises it at the top level; of several, under "stages".
+    stage = summary["stages"][preset] if "stages" in summary else summary
     record = common.training_record(stage)
     return {"run": f"pipeline {preset}", "top1": round(stage["top1"], 4),
             "steps": record.get("final_step"), "batch": record["experiment"]["batch_size"],
