@@ -33,9 +33,14 @@ COLUMNS = ["run", "top1", "steps", "batch", "train_min", "labelled", "eval_image
 
 
 def write_digits(root: str) -> str:
-    """DIR/{train,test}/<digit>/<i>.png from scikit-learn's digits (values 0-16 -> 0-255)."""
-    if os.path.isdir(os.path.join(root, "test")):
+    """DIR/{train,test}/<digit>/<i>.png from scikit-learn's digits (values 0-16 -> 0-255).
+
+    Written beside `root` and renamed into place when whole, so an interrupted write is
+    redone, never reused half-written."""
+    if os.path.isdir(root):
         return root
+    import shutil
+
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -45,12 +50,15 @@ def write_digits(root: str) -> str:
     indices = np.arange(len(digits.target))
     train, test = train_test_split(indices, test_size=0.2, random_state=0,
                                    stratify=digits.target)
+    partial = root.rstrip("/") + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
     for part, chosen in (("train", train), ("test", test)):
         for i in chosen:
-            folder = os.path.join(root, part, str(digits.target[i]))
+            folder = os.path.join(partial, part, str(digits.target[i]))
             os.makedirs(folder, exist_ok=True)
             pixels = np.round(digits.images[i] * 255 / 16).astype(np.uint8)
             Image.fromarray(pixels, "L").save(os.path.join(folder, f"{i}.png"))
+    os.rename(partial, root)
     return root
 
 
