@@ -34,13 +34,17 @@ def expected_experiment(preset: str, labels: str, seed: int) -> dict:
 _EVAL_ONLY = {"eval_every_epochs", "eval_rotation_average", "eval_batch_size",
               "checkpoint_every_epochs", "resume_from"}
 _METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "triplet_")}
+# What runs recorded before a field existed did instead: a record that lacks the field is
+# compared with this value (a field not named here counts as changed where it is read).
+_BEFORE_FIELD = {"kernel_init": "glorot_uniform", "vat_exact_eps": False}
 
 
 def _changed(now: dict, then: dict, ignore: set[str]) -> list[str]:
     unused = tuple(prefix for method, prefixes in _METHOD_FIELDS.items()
                    if method not in now["losses"] for prefix in prefixes)
     return sorted(k for k in set(now) | set(then)
-                  if now.get(k) != then.get(k) and k not in _EVAL_ONLY | ignore
+                  if now.get(k) != then.get(k, _BEFORE_FIELD.get(k))
+                  and k not in _EVAL_ONLY | ignore
                   and not k.startswith(unused))
 
 

@@ -8,7 +8,7 @@ and horizontal flip, SGD with Nesterov momentum 0.9, linear warm-up over 3 % of 
 then cosine to 0, L2 penalty wd/2 * |w|^2 on kernels, batch-norm momentum 0.98.
 
   .venv/bin/python benchmarks/plain_small_image.py EXAMPLES_DIR --steps 3000 \
-      [--batch_size 64] [--lr 0.05] [--no_flip] [--seed 0]
+      [--batch_size 64] [--lr 0.05] [--no_flip] [--seed 0] [--init he_normal]
 
 EXAMPLES_DIR holds Split-labelled/ and Split-eval/ (GZIP TFRecords of tf.Examples with
 image/encoded and image/class/label). Prints one JSON line: top1, steps, seconds.
@@ -54,13 +54,15 @@ def load_split(examples_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array(labels)
 
 
-def resnet20(classes: int, weight_decay: float, width: int = 16) -> keras.Model:
-    """Pre-activation ResNet-20 (3 stages of 3 basic blocks) with a linear head."""
+def resnet20(classes: int, weight_decay: float, width: int = 16,
+             init: str = "he_normal") -> keras.Model:
+    """Pre-activation ResNet-20 (3 stages of 3 basic blocks) with a linear head; `init`
+    initialises the convolution kernels (He et al.'s CIFAR ResNets: he_normal)."""
     l2 = keras.regularizers.l2(weight_decay / 2)
 
     def conv(x, filters, stride=1, kernel=3):
         return keras.layers.Conv2D(filters, kernel, stride, "same", use_bias=False,
-                                   kernel_initializer="he_normal", kernel_regularizer=l2)(x)
+                                   kernel_initializer=init, kernel_regularizer=l2)(x)
 
     def bn_relu(x):
         return keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.98)(x))
@@ -92,7 +94,8 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def train(examples_dir: str, steps: int, batch_size: int, lr: float, flip: bool,
-          seed: int, weight_decay: float = 5e-4, warmup_fraction: float = 0.03) -> dict:
+          seed: int, weight_decay: float = 5e-4, warmup_fraction: float = 0.03,
+          init: str = "he_normal") -> dict:
     keras.utils.set_random_seed(seed)
     x, y = load_split(examples_dir, "labelled")
     x_eval, y_eval = load_split(examples_dir, "eval")
@@ -108,7 +111,7 @@ def train(examples_dir: str, steps: int, batch_size: int, lr: float, flip: bool,
     data = (tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(len(x), seed=seed)
             .map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
             .prefetch(tf.data.AUTOTUNE))
-    model = resnet20(classes, weight_decay)
+    model = resnet20(classes, weight_decay, init=init)
     model.compile(
         optimizer=keras.optimizers.SGD(WarmupCosine(lr, steps, round(warmup_fraction * steps)),
                                        momentum=0.9, nesterov=True),
@@ -120,7 +123,8 @@ def train(examples_dir: str, steps: int, batch_size: int, lr: float, flip: bool,
     _, top1 = model.evaluate(x_eval.astype(np.float32) / 127.5 - 1.0, y_eval, batch_size=500,
                              verbose=0)
     return {"top1": round(float(top1), 4), "steps": steps, "batch_size": batch_size,
-            "lr": lr, "flip": flip, "labelled": len(x), "eval": len(x_eval),
+            "lr": lr, "flip": flip, "init": init, "seed": seed, "labelled": len(x),
+            "eval": len(x_eval),
             "seconds": round(seconds, 1)}
 
 
@@ -132,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.05, help="0.1 scaled to batch 64")
     parser.add_argument("--no_flip", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default="he_normal",
+                        help="convolution kernel initializer (he_normal, glorot_uniform)")
     args = parser.parse_args(argv)
     result = train(args.examples_dir, args.steps, args.batch_size, args.lr,
-                   not args.no_flip, args.seed)
+                   not args.no_flip, args.seed, init=args.init)
     print(json.dumps(result))
     return 0
 

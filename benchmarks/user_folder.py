@@ -10,7 +10,10 @@ split with seed 0 (1,437 training and 360 test images). Then, per preset asked:
 Reported: the final models' top-1 on the 360 test images (the pipeline's TFMA value, never a
 best-ever one), steps and minutes.
 
-  .venv/bin/python benchmarks/user_folder.py [--presets supervised] [--no_plain]
+  .venv/bin/python benchmarks/user_folder.py [--presets supervised] [--seeds 0] [--no_plain]
+
+`--seeds` runs each preset (and the plain script) once per seed: the pipeline's `--seed`
+(its labelled subset and its training draws) and the plain script's, on that run's split.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ sys.path.insert(0, REPO)
 from benchmarks import common  # noqa: E402
 
 RUNS = os.path.join(REPO, "runs", "user_folder")
-COLUMNS = ["run", "top1", "steps", "batch", "train_min", "labelled", "eval_images"]
+COLUMNS = ["run", "seed", "top1", "steps", "batch", "train_min", "labelled", "eval_images"]
 
 
 def write_digits(root: str) -> str:
@@ -62,17 +65,17 @@ def write_digits(root: str) -> str:
     return root
 
 
-def run_pipeline(data: str, preset: str) -> dict:
-    out = os.path.join(RUNS, preset)
+def run_pipeline(data: str, preset: str, seed: int) -> dict:
+    out = os.path.join(RUNS, preset, f"seed_{seed}")
     start = time.time()
     subprocess.run([sys.executable, os.path.join(REPO, "beam_runner.py"), "--data_path", data,
-                    "--preset", preset, "--output_dir", out], check=True)
+                    "--preset", preset, "--seed", str(seed), "--output_dir", out], check=True)
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     # A run of one stage summarises it at the top level; of several, under "stages".
     stage = summary["stages"][preset] if "stages" in summary else summary
     record = common.training_record(stage)
-    return {"run": f"pipeline {preset}", "top1": round(stage["top1"], 4),
+    return {"run": f"pipeline {preset}", "seed": seed, "top1": round(stage["top1"], 4),
             "steps": record.get("final_step"), "batch": record["experiment"]["batch_size"],
             "lr": record["experiment"]["lr"] * record["experiment"]["batch_size"]
             / record["experiment"]["lr_scale_batch_size"],
@@ -87,13 +90,15 @@ def _examples_dir(out: str) -> str:
     return found
 
 
-def run_plain(examples_dir: str, steps: int, batch: int, lr: float) -> dict:
+def run_plain(examples_dir: str, steps: int, batch: int, lr: float, seed: int) -> dict:
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "plain_small_image.py"),
-         examples_dir, "--steps", str(steps), "--batch_size", str(batch), "--lr", str(lr)],
+         examples_dir, "--steps", str(steps), "--batch_size", str(batch), "--lr", str(lr),
+         "--seed", str(seed)],
         check=True, capture_output=True, text=True)
     plain = json.loads(result.stdout.strip().splitlines()[-1])
-    return {"run": "plain tf-keras script", "top1": plain["top1"], "steps": plain["steps"],
+    return {"run": "plain tf-keras script", "seed": seed, "top1": plain["top1"],
+            "steps": plain["steps"],
             "batch": plain["batch_size"], "lr": plain["lr"],
             "train_min": round(plain["seconds"] / 60, 1), "labelled": plain["labelled"],
             "eval_images": plain["eval"]}
@@ -102,17 +107,20 @@ def run_plain(examples_dir: str, steps: int, batch: int, lr: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="supervised")
+    parser.add_argument("--seeds", default="0")
     parser.add_argument("--no_plain", action="store_true")
     args = parser.parse_args()
     data = write_digits(os.path.join(RUNS, "digits"))
     rows = []
-    for preset in args.presets.split(","):
-        row = run_pipeline(data, preset)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        if preset == "supervised" and not args.no_plain:
-            rows.append(run_plain(row["examples_dir"], row["steps"], row["batch"], row["lr"]))
-            print(json.dumps(rows[-1]), flush=True)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for preset in args.presets.split(","):
+            row = run_pipeline(data, preset, seed)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if preset == "supervised" and not args.no_plain:
+                rows.append(run_plain(row["examples_dir"], row["steps"], row["batch"],
+                                      row["lr"], seed))
+                print(json.dumps(rows[-1]), flush=True)
     for row in rows:
         row.pop("examples_dir", None)
     common.save("user_folder", rows, COLUMNS,

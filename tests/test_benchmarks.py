@@ -207,6 +207,14 @@ def test_a_result_is_stale_once_its_preset_trains_differently():
     assert stale_fields(old_vat) == ["vat_exact_eps"]
 
 
+def test_a_record_older_than_a_field_is_judged_by_what_runs_did_before_it():
+    # Runs before `kernel_init` existed initialised with Glorot uniform.
+    before = {"losses": {"supervised": 1.0}}
+    assert experiments._changed({**before, "kernel_init": "glorot_uniform"}, before, set()) == []
+    assert experiments._changed({**before, "kernel_init": "he_normal"}, before, set()) == [
+        "kernel_init"]
+
+
 def test_a_change_to_a_stage_it_builds_on_makes_a_result_stale():
     stages = experiments.expected_experiments("moam_step_3", "1pct", 0)
     assert list(stages) == ["moam_step_1", "moam_step_2", "moam_step_3"]

@@ -20,6 +20,7 @@ LABELS = ("1pct", "10pct")
 ARCHITECTURES = ("resnet50v2", "resnet_small_v2", "resnet_cifar_v2")
 # How an image reaches image_size x image_size (modules/transform/image_ops.fit_image).
 IMAGE_FITS = ("resize_crop", "zero_pad")
+KERNEL_INITS = ("glorot_uniform", "he_normal")
 LR_SCHEDULES = ("piecewise", "cosine")
 # multi_worker: MultiWorkerMirroredStrategy over the machines TF_CONFIG names (docs/scale.md).
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
@@ -96,6 +97,9 @@ class Experiment:
     # resnet_cifar_v2 only: 6n + 2 layers (20, 32, 44, 56, 110).
     resnet_depth: int = 20
     weight_decay: float = 1e-3
+    # Convolution kernels' initializer: the original's TF1 default (Glorot uniform, spec
+    # section 3.3), or "he_normal" (He et al.'s, for ReLU networks; the CIFAR ResNets').
+    kernel_init: str = "glorot_uniform"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     # Polyak averaging (spec section 4.6): EMA of the trainable weights with a half-life of one
@@ -281,6 +285,8 @@ class Experiment:
             fail("crop_area_min", "must be in (0, 1]")
         if self.unsup_batch_mult < 0:
             fail("unsup_batch_mult", "must be >= 0")
+        if self.kernel_init not in KERNEL_INITS:
+            fail("kernel_init", f"must be one of {', '.join(KERNEL_INITS)}")
         if not 0 <= self.bn_momentum < 1:
             fail("bn_momentum", "must be in [0, 1)")
         if not 0 <= self.momentum < 1:

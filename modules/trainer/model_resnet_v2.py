@@ -49,8 +49,10 @@ def cifar_units(depth: int) -> int:
 
 
 class _Builder:
-    def __init__(self, weight_decay: float, bn_momentum: float, bn_epsilon: float):
+    def __init__(self, weight_decay: float, bn_momentum: float, bn_epsilon: float,
+                 kernel_init: str):
         self._reg = keras.regularizers.l2(weight_decay / 2.0) if weight_decay else None
+        self._kernel_init = kernel_init
         self._bn_momentum = bn_momentum
         self._bn_epsilon = bn_epsilon
 
@@ -58,6 +60,7 @@ class _Builder:
         if kernel > 1:
             x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
         return layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False,
+                             kernel_initializer=self._kernel_init,
                              kernel_regularizer=self._reg, name=name)(x)
 
     def bn_relu(self, x, name: str):
@@ -96,20 +99,21 @@ class _Builder:
 def build_backbone(architecture: str = "resnet50v2", filters_factor: int = 4,
                    weight_decay: float = 1e-4, bn_momentum: float = 0.99,
                    bn_epsilon: float = 1e-3, image_size: int | None = None,
-                   depth: int = 20) -> keras.Model:
+                   depth: int = 20, kernel_init: str = "glorot_uniform") -> keras.Model:
     """Builds the backbone as a functional model: images [N, H, W, 3] in [-1, 1] -> endpoints.
 
     Returns:
       A model whose output is a dict with `after_root`, `block1`..`blockK` (feature maps) and
       `pre_logits` ([N, C], the representation after the final BN, ReLU and global pool).
-      `depth` applies to `resnet_cifar_v2` only.
+      `depth` applies to `resnet_cifar_v2` only; `kernel_init` initialises every
+      convolution (a Keras initializer name).
     """
     if architecture not in _ARCHS:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(_ARCHS)}")
     arch = _ARCHS[architecture]
     if arch.basic:
         arch = dataclasses.replace(arch, units=(cifar_units(depth),) * len(arch.units))
-    build = _Builder(weight_decay, bn_momentum, bn_epsilon)
+    build = _Builder(weight_decay, bn_momentum, bn_epsilon, kernel_init)
     base = arch.base_per_ff * filters_factor
     images = keras.Input([image_size, image_size, 3], name="image")
     x = build.conv(images, base, arch.root_kernel, arch.root_stride, "root_conv")

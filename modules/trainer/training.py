@@ -32,7 +32,7 @@ class S4LModel(keras.Model):
         self.exp = exp
         self.backbone = model_resnet_v2.build_backbone(
             exp.architecture, exp.filters_factor, exp.weight_decay, exp.bn_momentum,
-            exp.bn_epsilon, depth=exp.resnet_depth)
+            exp.bn_epsilon, depth=exp.resnet_depth, kernel_init=exp.kernel_init)
         self.classes_head = model_resnet_v2.build_head(exp.num_classes, "classes",
                                                        exp.weight_decay)
         self.extra_heads = {

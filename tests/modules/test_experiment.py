@@ -94,6 +94,12 @@ def test_optimizer_and_batch_norm_settings_are_checked(field, value, message):
         Experiment().replace(**{field: value}).validate()
 
 
+def test_an_unknown_kernel_initializer_is_refused():
+    with pytest.raises(ValueError, match="kernel_init='zeros' must be one of glorot_uniform, "
+                                         "he_normal"):
+        Experiment().replace(kernel_init="zeros").validate()
+
+
 @pytest.mark.parametrize("field,value", [
     ("name", "../x"), ("name", "a/b"), ("name", ".hidden"), ("name", ""),
     ("init_from", "../../etc"), ("pseudo_labels_from", "x y"),

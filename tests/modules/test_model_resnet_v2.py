@@ -118,6 +118,20 @@ def test_cifar_resnet_depth_and_width(depth, units):
         assert backbone.count_params() == 273_008  # ResNet-20 w16 of the plain script
 
 
+@pytest.mark.parametrize("kernel_init,he", [("he_normal", True), ("glorot_uniform", False)])
+def test_kernel_init_sets_every_convolution_s_scale(kernel_init, he):
+    backbone = model_resnet_v2.build_backbone("resnet_cifar_v2", 4, image_size=32,
+                                              kernel_init=kernel_init)
+    convs = [w for w in backbone.trainable_weights if "kernel" in w.name]
+    assert len(convs) == 21  # 19 3x3 convolutions and 2 projections
+    for kernel in convs:
+        *window, fan_in, fan_out = kernel.shape
+        receptive = int(np.prod(window))
+        # Variance 2 / fan_in (He) or 2 / (fan_in + fan_out) (Glorot).
+        expected = 2.0 / (fan_in * receptive if he else (fan_in + fan_out) * receptive)
+        assert np.var(kernel.numpy()) == pytest.approx(expected, rel=0.35), kernel.name
+
+
 def test_cifar_resnet_rejects_a_depth_that_is_not_6n_plus_2():
     with pytest.raises(ValueError, match="6n"):
         model_resnet_v2.build_backbone("resnet_cifar_v2", 4, depth=21)
