@@ -11,6 +11,7 @@ Reported: the final models' top-1 on the 360 test images (the pipeline's TFMA va
 best-ever one), steps and minutes.
 
   .venv/bin/python benchmarks/user_folder.py [--presets supervised] [--seeds 0] [--no_plain]
+      [--result user_folder]
 
 `--seeds` runs each preset (and the plain script) once per seed: the pipeline's `--seed`
 (its labelled subset and its training draws) and the plain script's, on that run's split.
@@ -109,6 +110,8 @@ def main() -> int:
     parser.add_argument("--presets", default="supervised")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--no_plain", action="store_true")
+    parser.add_argument("--result", default="user_folder",
+                        help="name of the result files in benchmarks/results/")
     args = parser.parse_args()
     data = write_digits(os.path.join(RUNS, "digits"))
     rows = []
@@ -123,7 +126,7 @@ def main() -> int:
                 print(json.dumps(rows[-1]), flush=True)
     for row in rows:
         row.pop("examples_dir", None)
-    common.save("user_folder", rows, COLUMNS,
+    common.save(args.result, rows, COLUMNS,
                 notes="scikit-learn digits as an image folder (1,437 train / 360 test PNGs, "
                       "8x8 grayscale, stratified 80/20 split, seed 0); pipeline: "
                       "`beam_runner.py --data_path DIR` (+ --preset, --output_dir), defaults "
