@@ -95,7 +95,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 def train(examples_dir: str, steps: int, batch_size: int, lr: float, flip: bool,
           seed: int, weight_decay: float = 5e-4, warmup_fraction: float = 0.03,
-          init: str = "he_normal") -> dict:
+          init: str = "he_normal", width: int = 16) -> dict:
     keras.utils.set_random_seed(seed)
     x, y = load_split(examples_dir, "labelled")
     x_eval, y_eval = load_split(examples_dir, "eval")
@@ -111,7 +111,7 @@ def train(examples_dir: str, steps: int, batch_size: int, lr: float, flip: bool,
     data = (tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(len(x), seed=seed)
             .map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
             .prefetch(tf.data.AUTOTUNE))
-    model = resnet20(classes, weight_decay, init=init)
+    model = resnet20(classes, weight_decay, width=width, init=init)
     model.compile(
         optimizer=keras.optimizers.SGD(WarmupCosine(lr, steps, round(warmup_fraction * steps)),
                                        momentum=0.9, nesterov=True),
