@@ -112,6 +112,9 @@ def run(data_dir: str, root: str, workers: int) -> dict:
     elapsed = time.time() - start
     by_id = {c.id: c for c in components}
     digest: dict = {"beam_pipeline_args": full.beam_pipeline_args,
+                    # The pipeline's arguments, then S4LExampleGen's own (later ones win).
+                    "example_gen_beam_args": list(
+                        by_id["S4LExampleGen"].executor_spec.beam_pipeline_args),
                     "wall_time_s": round(elapsed, 1)}
     for name, component, key in (("examples", "S4LExampleGen", "examples"),
                                  ("transformed", "Transform", "transformed_examples"),

@@ -54,6 +54,10 @@ def test_multi_processing_writes_the_in_process_records(tmp_path):
     assert in_process["beam_pipeline_args"] == []  # The DirectRunner's in-process default.
     assert multi["beam_pipeline_args"] == ["--direct_running_mode=multi_processing",
                                            "--direct_num_workers=2"]
+    # S4LExampleGen converts in 2 threads of its process instead (its work is outside the
+    # GIL); what it wrote must still be the in-process records.
+    assert in_process["example_gen_beam_args"] == []
+    assert multi["example_gen_beam_args"][-1] == "--direct_running_mode=multi_threading"
     counts = {split: d["count"] for split, d in in_process["transformed"].items()}
     assert counts["unlabelled"] == TRAIN_IMAGES and counts["eval"] == TRAIN_IMAGES // 6
     assert 0 < counts["labelled"] <= TRAIN_IMAGES // 10
@@ -73,6 +77,13 @@ def test_beam_workers_flag():
     assert cli.direct_beam_args(1) == [] and mode(1) == ("in_memory", 1)
     args = cli.build_parser().parse_args(["--beam_workers", "3"])
     assert mode(args.beam_workers) == ("multi_processing", 3)
+    # S4LExampleGen's arguments come after the pipeline's: 3 threads, unless the user's own
+    # Beam arguments (after --) choose a running mode.
+    converter = PipelineOptions([*cli.direct_beam_args(3), *cli.example_gen_beam_args(3)])
+    assert (converter.view_as(DirectOptions).direct_running_mode,
+            converter.view_as(DirectOptions).direct_num_workers) == ("multi_threading", 3)
+    assert cli.example_gen_beam_args(1) == []
+    assert cli.example_gen_beam_args(3, ["--direct_running_mode=in_memory"]) == []
 
 
 def test_beam_workers_below_one_is_refused(image_folder, tmp_path, capsys):
