@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -115,9 +116,9 @@ def create_dataflow_pipeline(args: argparse.Namespace, beam_args: list[str] | No
         disk_size_gb=args.disk_size_gb, service_account=args.service_account)
     paths = layout.remote_paths(args.output_dir, pipeline_root, args.push_destination,
                                 args.hub_destination)
-    spec = cli.run_spec(args, paths, [*dataflow_args, *(beam_args or [])])
-    return pipeline_lib.create_pipeline(**spec.pipeline_kwargs(),
-                                        example_gen_beam_args=LOCAL_CONVERSION_ARGS)
+    spec = dataclasses.replace(cli.run_spec(args, paths, [*dataflow_args, *(beam_args or [])]),
+                               example_gen_beam_args=tuple(LOCAL_CONVERSION_ARGS))
+    return pipeline_lib.create_pipeline(**spec.pipeline_kwargs())
 
 
 def main(argv: list[str] | None = None) -> int:
