@@ -6,9 +6,11 @@ and converts it with the split options of the main job (10 % labelled, 4 shards)
 its own process, timing the whole conversion (Beam start-up included):
   * `loop`: the Beam passes' unit functions in a plain loop in one process;
   * `beam_1`: Beam in this process (`--beam_workers 1`, the default);
-  * `beam_2`: Beam in 2 worker processes (`--beam_workers 2`);
-  * `beam_2_threads`: Beam in 2 worker threads of this process (no worker start-up; PIL's
-    decoders and TF's record writer release the GIL);
+  * `beam_2`: what `--beam_workers 2` gives S4LExampleGen: Beam in 2 worker threads of this
+    process (`cli.example_gen_beam_args`; no worker start-up; Pillow's decoders and TF's
+    record writer release the GIL);
+  * `beam_2_processes`: Beam in 2 worker processes (what `--beam_workers 2` gives the other
+    Beam components);
   * `replaced@REV` (with `--baseline_rev REV`): `build_splits` of that revision, run from a
     temporary checkout of it.
 Every mode must write the same records (checked here: count and digest per split).
@@ -43,8 +45,8 @@ SIZE = (500, 375)  # width, height: the ImageNet average is about 400x350, often
 MODES = {
     "loop": None,
     "beam_1": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
-    "beam_2": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
-    "beam_2_threads": ["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
+    "beam_2": ["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
+    "beam_2_processes": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
 }
 
 # Runs in a fresh process with the checkout to test first on sys.path; prints one JSON line.

@@ -27,6 +27,10 @@ from pipeline.components.example_gen.sources import DataSource, Unit
 
 MAX_LISTED_REJECTIONS = 200
 _NAMESPACE = "S4LExampleGen"
+# GZIP-framed shards (what TFX's ExampleGen writes and every reader expects) in stored blocks:
+# each record is an encoded PNG or JPEG that zlib shrinks by about 1 %, while compressing it
+# took ~40 % of the conversion time (docs/benchmarks.md, S4LExampleGen).
+_SHARD_OPTIONS = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=0)
 
 
 def shard_path(split_dir: str, index: int, num_shards: int) -> str:
@@ -55,7 +59,7 @@ def convert_unit(job: ConvertJob, source: DataSource, work_dir: str) -> None:
     start = time.time()
     tf.io.gfile.makedirs(job.split_dir)
     with tf.io.TFRecordWriter(shard_path(job.split_dir, unit.index, unit.count),
-                              "GZIP") as writer:
+                              _SHARD_OPTIONS) as writer:
         for raw in source.unit_records(unit):
             read += 1
             try:
@@ -127,7 +131,7 @@ def route_unit(routing: Routing, split_dirs: dict[str, str]) -> None:
             path = kept_path if name == "unlabelled" else shard_path(
                 split_dirs[name], routing.index, routing.count)
             tf.io.gfile.makedirs(os.path.dirname(path))
-            writers[name] = tf.io.TFRecordWriter(path, "GZIP")
+            writers[name] = tf.io.TFRecordWriter(path, _SHARD_OPTIONS)
         size = 0
         for place, serialized in enumerate(
                 tf.data.TFRecordDataset(source, "GZIP").as_numpy_iterator()):
