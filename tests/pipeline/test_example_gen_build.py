@@ -1,6 +1,7 @@
 """build_splits: the three splits, their statistics, rejections and determinism."""
 
 import glob
+import gzip
 import json
 import os
 
@@ -48,6 +49,24 @@ def test_same_seed_gives_identical_bytes(image_folder, tmp_path):
             assert f.read() == g.read(), path
     _build(image_folder, tmp_path / "c", labelled_fraction=0.2, seed=6)
     assert _read(tmp_path / "a", "labelled") != _read(tmp_path / "c", "labelled")
+
+
+def test_shards_are_gzip_files_any_reader_opens(image_folder, tmp_path):
+    # Stored (level-0) deflate blocks: still GZIP, as TFX's readers and `gzip` expect.
+    _build(image_folder, tmp_path / "out", labelled_fraction=0.2)
+    for split, count in (("labelled", 8), ("unlabelled", 40), ("eval", 12)):
+        records = 0
+        for path in glob.glob(str(tmp_path / "out" / f"Split-{split}" / "*.gz")):
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+            offset = 0
+            while offset < len(data):  # TFRecord framing: length, its CRC, data, data CRC.
+                length = int.from_bytes(data[offset:offset + 8], "little")
+                tf.train.Example.FromString(data[offset + 12:offset + 12 + length])
+                offset += 12 + length + 4
+                records += 1
+            assert offset == len(data), path
+        assert records == count, split
 
 
 def test_exclude_labelled(image_folder, tmp_path):
