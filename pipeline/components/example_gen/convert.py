@@ -29,7 +29,7 @@ MAX_LISTED_REJECTIONS = 200
 _NAMESPACE = "S4LExampleGen"
 # GZIP-framed shards (what TFX's ExampleGen writes and every reader expects) in stored blocks:
 # each record is an encoded PNG or JPEG that zlib shrinks by about 1 %, while compressing it
-# took ~40 % of the conversion time (docs/benchmarks.md, S4LExampleGen).
+# took about half of the conversion time (docs/benchmarks.md, `example_gen_throughput`).
 _SHARD_OPTIONS = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=0)
 
 
