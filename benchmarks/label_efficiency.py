@@ -26,7 +26,9 @@ Reported per run: the final model's TFMA top-1/top-5 (never a best-ever value), 
 of the last three in-training evaluations where the preset evaluates during training, wall
 time and training images per second (network images, `methods.images_per_labelled_image`,
 over the Trainer's fit time). Rotation models also report the rotation-averaged top-1.
-The `machines` column says which CPU ran which seed.
+The `machines` column says which CPU ran which seed. Beside the equal-steps table,
+results/label_efficiency_equal_time.md compares the methods at equal training minutes (10, 20
+and 30), per CPU kind, from the evaluations during training (`tables.equal_time`).
 """
 
 from __future__ import annotations
@@ -327,6 +329,17 @@ def main() -> None:
                  "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "train_min",
                  "method_train_min", "wall_min", "train_img_per_s", "machines"],
                 notes=notes)
+    budgets = ", ".join(f"{b}" for b in tables.EQUAL_TIME_BUDGETS_MIN)
+    common.save(f"{table_name()}_equal_time", tables.equal_time(results),
+                ["method", "labels", "machine", "seeds",
+                 *(f"top1_{b}min" for b in tables.EQUAL_TIME_BUDGETS_MIN), "method_train_min"],
+                notes=f"{evaluated_on}; top-1 (%) after {budgets} training minutes (wall clock "
+                      "of every network the method trained), median over the seeds one CPU "
+                      "kind ran: the final model's TFMA top-1 where the method finished within "
+                      "the budget, else its last evaluation during training by then (before "
+                      "its learning rate decayed, so below what a run scheduled for that time "
+                      "would reach), blank if none yet. Runs that shared their machine with "
+                      "other jobs took longer than alone, so their cells are lower bounds.")
     common.save(f"{table_name()}_targets", tables.targets(rows),
                 ["target", "measured", "seeds", "met", "margin"],
                 notes="Medians over the seeds in label_efficiency.md; margin = measured - "

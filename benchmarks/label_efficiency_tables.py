@@ -109,6 +109,51 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+EQUAL_TIME_BUDGETS_MIN = (10, 20, 30)  # 30: the issue's CPU budget per trained model
+
+
+def equal_time(results: list[dict], budgets: tuple[int, ...] = EQUAL_TIME_BUDGETS_MIN,
+               ) -> list[dict]:
+    """Top-1 (%) each method had reached after T training minutes, median over the seeds that
+    one CPU kind ran, for compute-matched comparisons beside the equal-steps table.
+
+    A method's minutes count every network it trained (MOAM's and pseudo-labels' earlier
+    stages first). A run that finished within T gives its final model's TFMA top-1; a longer
+    one gives its last evaluation during training at or before T (its learning rate had not
+    yet decayed there: a run scheduled to end at T would do better), or nothing if it had
+    none yet ("")."""
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for result in results:
+        row = next((s for s in result["stages"] if s["method"] == result["preset"]), None)
+        if not row or row.get("top1") is None or row.get("from_cache"):
+            continue
+        machine = common.short_cpu(result.get("machine", {}).get("cpu", "")) or "unknown"
+        runs.setdefault((result["preset"], result["labels"], machine), []).append(row)
+    out = []
+    for (method, labels, machine), rows in sorted(runs.items()):
+        cell = {"method": method, "labels": labels, "machine": machine, "seeds": len(rows)}
+        for budget in budgets:
+            values = [v for v in (_top1_within(r, budget) for r in rows) if v is not None]
+            cell[f"top1_{budget}min"] = (f"{statistics.median(values):.2f}"
+                                         + ("" if len(values) == len(rows) else
+                                            f" ({len(values)} of {len(rows)})")
+                                         if values else "")
+        cell["method_train_min"] = round(statistics.median(
+            (r.get("method_train_s") or r.get("train_s") or 0) for r in rows) / 60, 1)
+        out.append(cell)
+    return out
+
+
+def _top1_within(row: dict, budget_min: float) -> float | None:
+    total = (row.get("method_train_s") or row.get("train_s") or 0) / 60
+    if total and total <= budget_min:
+        return 100 * row["top1"]
+    before = total - (row.get("train_s") or 0) / 60
+    reached = [top1 for minutes, top1 in row.get("eval_curve") or []
+               if before + minutes <= budget_min]
+    return reached[-1] if reached else None
+
+
 def plot(rows: list[dict], path: str) -> None:
     """Median top-1 against the labelled fraction, one line per method."""
     import matplotlib

@@ -402,3 +402,38 @@ def test_plain_script_network_is_the_recipe_s_resnet20_and_learns(tmp_path):
                                      flip=True, seed=0, width=4)
     assert result["labelled"] == result["eval"] == 16
     assert result["top1"] == 1.0
+
+
+def test_equal_time_table_compares_methods_at_the_same_training_minutes():
+    def result(preset, seed, cpu, stages):
+        return {"preset": preset, "labels": "1pct", "seed": seed, "machine": {"cpu": cpu},
+                "stages": [dict({"method": preset, "top1": 0.9, "train_s": 1200.0,
+                                 "eval_curve": []}, **stage) for stage in stages]}
+
+    results = [
+        # Finished in 8 minutes: its final model counts at every budget.
+        result("supervised", 0, "AMD EPYC", [{"top1": 0.80, "train_s": 480.0}]),
+        result("supervised", 1, "AMD EPYC", [{"top1": 0.84, "train_s": 480.0}]),
+        # 25 minutes: evaluations at 9 and 18 minutes, then the final model.
+        result("fixmatch", 0, "AMD EPYC", [{"top1": 0.88, "train_s": 1500.0,
+                                            "eval_curve": [[9.0, 70.0], [18.0, 85.0]]}]),
+        # A second network after a 15-minute first stage: its minutes start at 15.
+        result("moam_step_2", 0, "AMD EPYC", [{"top1": 0.86, "train_s": 1200.0,
+                                               "method_train_s": 2100.0,
+                                               "eval_curve": [[4.0, 60.0], [12.0, 83.0]]}]),
+        # Another CPU kind is its own row; a run the TFX cache served is no timing at all.
+        result("supervised", 2, "Intel(R) Xeon(R) Processor", [{"top1": 0.70, "train_s": 300.0}]),
+        result("vat", 0, "AMD EPYC", [{"from_cache": True}]),
+    ]
+    rows = {(r["method"], r["machine"]): r for r in tables.equal_time(results, (10, 20, 30))}
+    assert set(rows) == {("supervised", "AMD EPYC"), ("supervised", "Intel Xeon"),
+                         ("fixmatch", "AMD EPYC"), ("moam_step_2", "AMD EPYC")}
+    supervised = rows[("supervised", "AMD EPYC")]
+    assert (supervised["seeds"], supervised["top1_10min"], supervised["top1_30min"]) == (
+        2, "82.00", "82.00")
+    fixmatch = rows[("fixmatch", "AMD EPYC")]
+    assert [fixmatch[f"top1_{b}min"] for b in (10, 20, 30)] == ["70.00", "85.00", "88.00"]
+    moam = rows[("moam_step_2", "AMD EPYC")]
+    assert [moam[f"top1_{b}min"] for b in (10, 20, 30)] == ["", "60.00", "83.00"]
+    assert moam["method_train_min"] == 35.0
+    assert rows[("supervised", "Intel Xeon")]["top1_10min"] == "70.00"
