@@ -133,3 +133,18 @@ def test_extreme_shapes_are_rejected_with_the_limit(size, message):
                                                   f"{message}"):
         _convert(encode(Image.new("L", size), "PNG"))
     assert _convert(encode(Image.new("L", (40, 2)), "PNG"))  # 20:1 is accepted
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_kept_jpeg_is_checked_to_its_last_byte_and_keeps_its_size(mode):
+    # Kept JPEGs decode at 1/8 scale (pixels unused); that decode still reads every byte.
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    encoded = encode(Image.fromarray(pixels).convert(mode), "JPEG")
+    example = _convert(encoded)
+    assert _feature(example, features.IMAGE_KEY) == encoded
+    assert (_feature(example, features.HEIGHT_KEY), _feature(example, features.WIDTH_KEY)) == (
+        375, 500)
+    for end in (len(encoded) // 2, int(len(encoded) * 0.95), len(encoded) - 600):
+        with pytest.raises(records.RecordError, match="not a decodable image"):
+            _convert(encoded[:end])

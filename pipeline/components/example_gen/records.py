@@ -64,9 +64,14 @@ def _normalise_image(record: RawRecord) -> tuple[bytes, str, int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(record.encoded))
-            image_format = image.format
-            _check_shape(record, image.width, image.height)
-            image.load()  # Full decode: catches truncated files that open() accepts.
+            image_format, width, height = image.format, image.width, image.height
+            _check_shape(record, width, height)
+            if image_format == "JPEG" and image.mode in _KEEP_MODES:
+                # Kept as it is, so its pixels are not needed: libjpeg's DCT scaling to 1/8
+                # still decodes every entropy-coded byte (truncated or corrupt data fails as
+                # in a full decode) at a fraction of the cost (docs/benchmarks.md).
+                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            image.load()  # Decodes: catches truncated files that open() accepts.
     except RecordError:
         raise
     except Image.UnidentifiedImageError:
@@ -77,7 +82,7 @@ def _normalise_image(record: RawRecord) -> tuple[bytes, str, int, int]:
             f"{record.origin} ({record.filename}): not a decodable image ({type(e).__name__}: {e})"
         ) from None
     if image_format in _KEEP_FORMATS and image.mode in _KEEP_MODES:
-        return record.encoded, _KEEP_FORMATS[image_format], image.height, image.width
+        return record.encoded, _KEEP_FORMATS[image_format], height, width
     if image.mode in _HIGH_DEPTH_MODES:
         image = _to_8_bit(image)
     if image.mode in ("RGBA", "LA", "P"):
