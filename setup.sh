@@ -55,10 +55,13 @@ fi
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # uv (a pinned installer, used here only) installs the same pinned set as pip, package for
 # package, in about a quarter of the time: 46 s against 186 s into a fresh .venv on the
-# AVX2-only AMD EPYC, most of CI's set-up. pip stays the fallback.
+# AVX2-only AMD EPYC, most of CI's set-up. pip stays the fallback. --compile-bytecode: pip
+# compiles at install, uv does not, and where PYTHONDONTWRITEBYTECODE is set (as on this project's
+# machines) every process would compile TensorFlow's and Beam's sources again at import: the
+# tests that start processes took twice as long.
 "${PIP[@]}" "pip==24.2" "setuptools==75.1.0" wheel "uv==0.13.9"
 install() {
-  .venv/bin/uv pip install --python .venv/bin/python -q "$@" || {
+  .venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode "$@" || {
     echo "setup.sh: uv failed; installing with pip"; "${PIP[@]}" "$@"; }
 }
 echo "setup.sh: installing the pinned TFX 1.16 stack (a minute or more on a fresh machine)"

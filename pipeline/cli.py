@@ -422,10 +422,10 @@ def example_gen_beam_args(workers: int, beam_args: Sequence[str] = ()) -> list[s
     """S4LExampleGen's DirectRunner mode with several workers: threads of this process
     instead of worker processes, unless the Beam arguments choose a mode themselves.
 
-    Most of its conversion runs outside Python's GIL (Pillow's decoders, TensorFlow's record
+    Much of its conversion runs outside Python's GIL (Pillow's decoders, TensorFlow's record
     writer, file reads), so threads use the cores without starting processes that import
-    TensorFlow again: on 6,600 JPEGs 2 threads took 8.5 s, 2 processes 16.3 s, one worker
-    12.7 s (benchmarks/results/example_gen_throughput.md). The other Beam components keep
+    TensorFlow again: on 6,600 JPEGs 2 threads took 7.3 s, 2 processes 15.7 s, one worker
+    8.5 s (benchmarks/results/example_gen_throughput.md). The other Beam components keep
     processes: their work (TFDV, TFMA, tf.Transform) holds the GIL.
     """
     if workers <= 1 or any(a.startswith("--direct_running_mode") for a in beam_args):
