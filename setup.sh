@@ -54,8 +54,8 @@ fi
 [ -x .venv/bin/python ] || "$PY310" -m venv .venv
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # uv (a pinned installer, used here only) installs the same pinned set as pip, package for
-# package, in about a quarter of the time: 46 s against 186 s into a fresh .venv on the
-# AVX2-only AMD EPYC, most of CI's set-up. pip stays the fallback. --compile-bytecode: pip
+# package, in a fraction of the time: 46 s (about a minute with --compile-bytecode) against
+# 186 s into a fresh .venv on the AVX2-only AMD EPYC, most of CI's set-up. pip stays the fallback. --compile-bytecode: pip
 # compiles at install, uv does not, and where PYTHONDONTWRITEBYTECODE is set (as on this project's
 # machines) every process would compile TensorFlow's and Beam's sources again at import: the
 # tests that start processes took twice as long.

@@ -124,7 +124,7 @@ def equal_time(results: list[dict], budgets: tuple[int, ...] = EQUAL_TIME_BUDGET
     none yet ("")."""
     runs: dict[tuple[str, str, str], list[dict]] = {}
     for result in results:
-        row = next((s for s in result["stages"] if s["method"] == result["preset"]), None)
+        row = _own_stage(result)
         if not row or row.get("top1") is None or row.get("from_cache"):
             continue
         machine = common.short_cpu(result.get("machine", {}).get("cpu", "")) or "unknown"
@@ -139,16 +139,27 @@ def equal_time(results: list[dict], budgets: tuple[int, ...] = EQUAL_TIME_BUDGET
                                             f" ({len(values)} of {len(rows)})")
                                          if values else "")
         cell["method_train_min"] = round(statistics.median(
-            (r.get("method_train_s") or r.get("train_s") or 0) for r in rows) / 60, 1)
+            _minutes(r)[1] for r in rows), 1)
         out.append(cell)
     return out
 
 
-def _top1_within(row: dict, budget_min: float) -> float | None:
+def _own_stage(result: dict) -> dict | None:
+    """The stage row of the network a result's own preset trained (its last stage)."""
+    return next((s for s in result["stages"] if s["method"] == result["preset"]), None)
+
+
+def _minutes(row: dict) -> tuple[float, float]:
+    """(start, end) of a stage's training in the method's training minutes: a later stage
+    (MOAM, pseudo-labels) starts after the networks it builds on."""
     total = (row.get("method_train_s") or row.get("train_s") or 0) / 60
+    return total - (row.get("train_s") or 0) / 60, total
+
+
+def _top1_within(row: dict, budget_min: float) -> float | None:
+    before, total = _minutes(row)
     if total and total <= budget_min:
         return 100 * row["top1"]
-    before = total - (row.get("train_s") or 0) / 60
     reached = [top1 for minutes, top1 in row.get("eval_curve") or []
                if before + minutes <= budget_min]
     return reached[-1] if reached else None
@@ -217,13 +228,11 @@ def time_plot(results: list[dict], path: str) -> None:
                              squeeze=False)
     colours = {}
     for result in sorted(results, key=lambda r: (r["preset"], r["seed"])):
-        row = next((s for s in result["stages"] if s["method"] == result["preset"]), None)
+        row = _own_stage(result)
         if not row or not row.get("eval_curve") or row.get("top1") is None:
             continue
         axis = axes[0][labels.index(result["labels"])]
-        # A later stage's minutes start after the networks it builds on (MOAM, pseudo-labels).
-        total = (row.get("method_train_s") or row["train_s"] or 0) / 60
-        before = total - (row["train_s"] or 0) / 60
+        before, total = _minutes(row)
         points = [[before + m, top1] for m, top1 in row["eval_curve"]]
         points.append([total, 100 * row["top1"]])
         colour = colours.setdefault(result["preset"], f"C{len(colours) % 10}")
