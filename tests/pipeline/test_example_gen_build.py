@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from modules import features
-from pipeline.components.example_gen import build, sources, splits
+from pipeline.components.example_gen import build, convert, sources, splits
 
 
 def _read(uri, split):
@@ -67,6 +67,27 @@ def test_shards_are_gzip_files_any_reader_opens(image_folder, tmp_path):
                 records += 1
             assert offset == len(data), path
         assert records == count, split
+
+
+def test_pass_2_reads_a_shard_as_tf_data_does_and_fails_on_damage(image_folder, tmp_path):
+    # Pass 2 copies records with its own GZIP TFRecord reader (convert.shard_records).
+    _build(image_folder, tmp_path / "out", labelled_fraction=0.2)
+    shard = sorted(glob.glob(str(tmp_path / "out" / "Split-unlabelled" / "*.gz")))[0]
+    expected = [r.numpy() for r in tf.data.TFRecordDataset(shard, "GZIP")]
+    assert list(convert.shard_records(shard)) == expected and len(expected) > 1
+    with gzip.open(shard, "rb") as f:
+        data = f.read()
+    cut = tmp_path / "cut.gz"  # A valid GZIP stream that ends inside the last record.
+    cut.write_bytes(gzip.compress(data[:-10]))
+    with pytest.raises(RuntimeError, match=f"record {len(expected) - 1} is cut"):
+        list(convert.shard_records(str(cut)))
+    length = int.from_bytes(data[:8], "little")
+    for place, name in ((20 + length // 2, "data"), (2, "length")):
+        damaged = tmp_path / f"damaged_{name}.gz"  # Framing intact, one byte flipped.
+        damaged.write_bytes(gzip.compress(data[:place] + bytes([data[place] ^ 0xFF])
+                                          + data[place + 1:]))
+        with pytest.raises(RuntimeError, match="record 0 .*(checksum|header)"):
+            list(convert.shard_records(str(damaged)))
 
 
 def test_exclude_labelled(image_folder, tmp_path):
