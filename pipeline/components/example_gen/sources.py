@@ -406,7 +406,8 @@ class ImageFolderSource(DataSource):
             yield self._read(path, label, ordinal)
 
     def _read(self, path: str, label: int, ordinal: int) -> RawRecord:
-        rel = os.path.relpath(path, self.root)
+        prefix = os.path.join(self.root, "")  # The listing's paths start with it (cheaper).
+        rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, self.root)
         name = os.path.basename(path)
         try:
             name.encode("utf-8")
