@@ -22,7 +22,7 @@ def table(results: list[dict]) -> list[dict]:
             runs = own if row["method"] == result["preset"] else nested
             runs.setdefault((row["method"], result["labels"], result["seed"]),
                             dict(row, seed=result["seed"],
-                                 machine=common.short_cpu(result.get("machine", {}).get("cpu", "")),
+                                 machine=common.cpu_label(result.get("machine", {})),
                                  wall_time_s=result["wall_time_s"]
                                  if runs is own and not row.get("from_cache") else None))
     cells: dict[tuple[str, str], list[dict]] = {}
@@ -127,7 +127,7 @@ def equal_time(results: list[dict], budgets: tuple[int, ...] = EQUAL_TIME_BUDGET
         row = _own_stage(result)
         if not row or row.get("top1") is None or row.get("from_cache"):
             continue
-        machine = common.short_cpu(result.get("machine", {}).get("cpu", "")) or "unknown"
+        machine = common.cpu_label(result.get("machine", {})) or "unknown"
         runs.setdefault((result["preset"], result["labels"], machine), []).append(row)
     out = []
     for (method, labels, machine), rows in sorted(runs.items()):

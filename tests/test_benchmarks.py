@@ -424,10 +424,15 @@ def test_equal_time_table_compares_methods_at_the_same_training_minutes():
         # Another CPU kind is its own row; a run the TFX cache served is no timing at all.
         result("supervised", 2, "Intel(R) Xeon(R) Processor", [{"top1": 0.70, "train_s": 300.0}]),
         result("vat", 0, "AMD EPYC", [{"from_cache": True}]),
+        # Machines of one name differ in speed by their widest ISA: their own row too.
+        dict(result("supervised", 0, "", [{"top1": 0.60, "train_s": 200.0}]),
+             machine={"cpu": "AMD EPYC", "isa": ["avx2", "avx512f"]}),
     ]
     rows = {(r["method"], r["machine"]): r for r in tables.equal_time(results, (10, 20, 30))}
     assert set(rows) == {("supervised", "AMD EPYC"), ("supervised", "Intel Xeon"),
-                         ("fixmatch", "AMD EPYC"), ("moam_step_2", "AMD EPYC")}
+                         ("fixmatch", "AMD EPYC"), ("moam_step_2", "AMD EPYC"),
+                         ("supervised", "AMD EPYC, AVX-512")}
+    assert rows[("supervised", "AMD EPYC, AVX-512")]["top1_10min"] == "60.00"
     supervised = rows[("supervised", "AMD EPYC")]
     assert (supervised["seeds"], supervised["top1_10min"], supervised["top1_30min"]) == (
         2, "82.00", "82.00")
