@@ -121,10 +121,10 @@ def main() -> None:
     modes = [(name, common.REPO, MODES[name]) for name in args.modes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline_rev:
-            checkout = os.path.join(tmp, "baseline")
-            subprocess.run(["git", "worktree", "add", "--detach", checkout, args.baseline_rev],
+            baseline = os.path.join(tmp, "baseline")
+            subprocess.run(["git", "worktree", "add", "--detach", baseline, args.baseline_rev],
                            cwd=common.REPO, check=True, capture_output=True)
-            modes.insert(0, (f"replaced@{args.baseline_rev}", checkout, None))
+            modes.insert(0, (f"replaced@{args.baseline_rev}", baseline, None))
         if args.fashion_mnist:
             from pipeline.components.example_gen import sources
 
@@ -148,7 +148,9 @@ def main() -> None:
                 print(rows[-1], flush=True)
         finally:
             if args.baseline_rev:
-                subprocess.run(["git", "worktree", "remove", "--force", checkout],
+                # `baseline`, never the loop's last checkout: run from a worktree, that
+                # removed the worktree itself.
+                subprocess.run(["git", "worktree", "remove", "--force", baseline],
                                cwd=common.REPO, capture_output=True)
     if args.baseline_rev:  # Forgets the checkout even where removing it failed.
         subprocess.run(["git", "worktree", "prune"], cwd=common.REPO, capture_output=True)
