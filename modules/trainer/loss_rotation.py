@@ -4,6 +4,8 @@ Both streams are rotated in the train step, image-major (the 4 rotations of an i
 adjacent), after the per-image crop and flip, as the original's `...|-1_to_1|rotate`.
 The classifier trains on all 4 rotated copies of each labelled image (labels repeated), and
 `L_rot = 0.5 * L_rot_u + 0.5 * L_rot_s` (rot_loss_unsup = rot_loss_sup = 1).
+The train step logs `rotation_accuracy`, the share of the batch's turned images whose turn the
+head predicts (both streams): a pretext task that is solved early gives little signal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 NUM_ROTATIONS = 4
+DIAGNOSTICS = ("rotation_accuracy",)
 
 
 def rotate_batch(images: tf.Tensor) -> tf.Tensor:
@@ -46,14 +49,25 @@ def rotation_loss(rotation_logits: tf.Tensor, rotation_labels: tf.Tensor) -> tf.
         labels=rotation_labels, logits=tf.cast(rotation_logits, tf.float32))
 
 
+def rotation_accuracy(rotation_logits: tf.Tensor, rotation_labels: tf.Tensor) -> tf.Tensor:
+    """Share of images whose predicted turn is right: [N, R] logits, [N] labels -> scalar."""
+    predicted = tf.argmax(rotation_logits, axis=-1, output_type=tf.int32)
+    right = tf.equal(predicted, tf.cast(rotation_labels, tf.int32))
+    return tf.reduce_mean(tf.cast(right, tf.float32))
+
+
 def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Tensor:
     """Rotation loss of both halves, weighted so its batch mean is 0.5 L_u + 0.5 L_s: [N]."""
-    del step
-    sup = rotation_loss(outputs["rotations_sup"], batch["labelled"]["rotation"])
-    if "rotations_unsup" not in outputs:
+    logits, labels = [outputs["rotations_sup"]], [batch["labelled"]["rotation"]]
+    if "rotations_unsup" in outputs:
+        logits.append(outputs["rotations_unsup"])
+        labels.append(batch["unlabelled"]["rotation"])
+    step.track("rotation_accuracy",
+               rotation_accuracy(tf.concat(logits, axis=0), tf.concat(labels, axis=0)))
+    sup = rotation_loss(logits[0], labels[0])
+    if len(logits) == 1:
         return sup
-    unsup = rotation_loss(outputs["rotations_unsup"], batch["unlabelled"]["rotation"])
-    return loss_utils.mean_of_halves(unsup, sup)
+    return loss_utils.mean_of_halves(rotation_loss(logits[1], labels[1]), sup)
 
 
 def prepare(batch: dict, exp: Experiment) -> dict:
@@ -64,4 +78,4 @@ def prepare(batch: dict, exp: Experiment) -> dict:
 
 SPEC = LossSpec(name="rotation", term=term, prepare=prepare,
                 heads=lambda exp: {"rotations": NUM_ROTATIONS},
-                views=lambda exp: NUM_ROTATIONS)
+                views=lambda exp: NUM_ROTATIONS, diagnostics=DIAGNOSTICS)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from modules.trainer import experiment, loss_rotation, schedules, training
+from modules.trainer.step_context import StepContext
 from pipeline import presets
 
 
@@ -51,13 +52,19 @@ def test_term_averages_the_two_halves_equally(n_unsup, n_sup):
     out_u = rng.normal(size=(n_unsup, 4)).astype(np.float32)
     out_s = rng.normal(size=(n_sup, 4)).astype(np.float32)
     lab_u, lab_s = np.arange(n_unsup) % 4, np.arange(n_sup) % 4
+    tracked = {}
+    step = StepContext(exp=presets.get("s4l_rotation"),
+                       track=lambda name, value: tracked.update({name: value}))
     per_example = loss_rotation.term(
         {"rotations_unsup": out_u, "rotations_sup": out_s},
-        {"unlabelled": {"rotation": lab_u}, "labelled": {"rotation": lab_s}}, None)
+        {"unlabelled": {"rotation": lab_u}, "labelled": {"rotation": lab_s}}, step)
     assert per_example.shape == (n_unsup + n_sup,)
     expected = 0.5 * _np_ce(out_u, lab_u).mean() + 0.5 * _np_ce(out_s, lab_s).mean()
     np.testing.assert_allclose(float(tf.nn.compute_average_loss(per_example)), expected,
                                rtol=1e-5)
+    # The diagnostic counts every turned image of both streams alike.
+    right = np.concatenate([out_u.argmax(1) == lab_u, out_s.argmax(1) == lab_s])
+    assert float(tracked["rotation_accuracy"]) == pytest.approx(right.mean())
 
 
 @pytest.mark.parametrize("step,expected", [(2_500, 0.03), (70_001, 3e-3), (99_999, 3e-5)])
@@ -85,7 +92,8 @@ def test_rotation_train_step_and_rotation_averaged_eval():
                           "label": np.arange(4, dtype=np.int32)},
              "unlabelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)}}
     logs = model.train_step(batch)
-    assert {"supervised_loss", "rotation_loss", "total_loss"} <= set(logs)
+    assert {"supervised_loss", "rotation_loss", "total_loss", "rotation_accuracy"} <= set(logs)
+    assert 0.0 <= float(logs["rotation_accuracy"]) <= 1.0
     assert not any(name.startswith("rot_avg") for name in logs)
     assert np.isfinite(float(logs["rotation_loss"]))
     results = model.test_step((batch["labelled"]["image"], batch["labelled"]["label"]))
