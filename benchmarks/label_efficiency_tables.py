@@ -106,7 +106,54 @@ def targets(rows: list[dict]) -> list[dict]:
                 "margin": "" if gap is None else round(gap - 1.5, 2)})
     for row in out:
         row["met"] = "" if row["margin"] == "" else ("yes" if row["margin"] >= 0 else "no")
-    return out
+    return out + [_lead_over_spread(rows, method) for method in SSL_METHODS_1PCT] + [
+        _paper_order(median)]
+
+
+# The paper's S4L methods, each of which should beat supervised at 1 % by more than the seeds'
+# spread, and the order of its Table 1 (tiers best first; one tier's methods are not ranked).
+SSL_METHODS_1PCT = ("s4l_rotation", "s4l_exemplar", "vat", "vat_entmin", "pseudo_labels",
+                    "moam_step_3")
+PAPER_ORDER = (("moam_step_3",), ("s4l_rotation", "s4l_exemplar"), ("vat_entmin",), ("vat",),
+               ("pseudo_labels",), ("supervised",))
+
+
+def _lead_over_spread(rows: list[dict], method: str) -> dict:
+    """`method`'s median lead over supervised at 1 %, against the wider of the two seed
+    spreads; no verdict until both have at least 2 seeds (a spread)."""
+    cells = {r["method"]: r for r in rows if r["labels"] == "1pct" and r["top1_median"]}
+    name = f"1pct: {method} - supervised > seed spread"
+    if method not in cells or "supervised" not in cells:
+        return {"target": name, "measured": "", "seeds": 0, "margin": "", "met": ""}
+    lead = float(cells[method]["top1_median"]) - float(cells["supervised"]["top1_median"])
+    seeds = min(cells[method]["seeds"], cells["supervised"]["seeds"])
+    spreads = [cells[m].get("top1_spread", "") for m in (method, "supervised")]
+    if seeds < 2 or "" in spreads:
+        return {"target": name, "measured": f"{lead:+.2f} (spread unknown)", "seeds": seeds,
+                "margin": "", "met": ""}
+    spread = max(float(x) for x in spreads)
+    margin = round(lead - spread, 2)
+    return {"target": name, "measured": f"{lead:+.2f} (spread {spread:.2f})", "seeds": seeds,
+            "margin": margin, "met": "yes" if margin > 0 else "no"}
+
+
+def _paper_order(median: dict[tuple[str, str], tuple[float, int]]) -> dict:
+    """Whether the 1 % medians follow the paper's order; the pairs that do not, by name."""
+    ranked = [[(m, median[(m, "1pct")][0]) for m in tier if (m, "1pct") in median]
+              for tier in PAPER_ORDER]
+    ranked = [tier for tier in ranked if tier]
+    inversions = [f"{low} {low_top1:.2f} >= {high} {high_top1:.2f}"
+                  for i, tier in enumerate(ranked) for high, high_top1 in tier
+                  for lower in ranked[i + 1:] for low, low_top1 in lower
+                  if low_top1 >= high_top1]
+    methods = sum(len(tier) for tier in ranked)
+    return {"target": "1pct: the paper's order (MOAM > Rotation, Exemplar > VAT + EntMin > "
+                      "VAT > Pseudo-labels > supervised)",
+            "measured": "; ".join(inversions) if inversions else (
+                f"in order ({methods} methods)" if methods > 1 else ""),
+            "seeds": min((n for (m, lab), (_, n) in median.items() if lab == "1pct"),
+                         default=0),
+            "margin": "", "met": "" if methods < 2 else ("no" if inversions else "yes")}
 
 
 EQUAL_TIME_BUDGETS_MIN = (10, 20, 30)  # 30: the issue's CPU budget per trained model

@@ -159,6 +159,33 @@ def test_targets_say_by_how_much_they_are_met_or_missed():
     assert all(t["met"] == "" for t in tables.targets([]))
 
 
+def test_leads_are_judged_against_the_seed_spread_and_the_paper_order_names_inversions():
+    rows = [{"method": m, "labels": "1pct", "seeds": n, "top1_median": t, "top1_spread": d,
+             "rot_avg_top1": ""}
+            for m, n, t, d in (("supervised", 3, "80.00", "1.00"),
+                               ("s4l_rotation", 3, "81.50", "0.50"),  # +1.5 > 1.0
+                               ("vat", 2, "80.80", "0.20"),  # +0.8 < supervised's 1.0
+                               ("vat_entmin", 1, "83.00", ""),  # one seed: no verdict
+                               ("moam_step_3", 3, "85.00", "2.00"))]
+    by_name = {t["target"]: t for t in tables.targets(rows)}
+    lead = {m: by_name[f"1pct: {m} - supervised > seed spread"]
+            for m in ("s4l_rotation", "vat", "vat_entmin", "moam_step_3", "s4l_exemplar")}
+    assert (lead["s4l_rotation"]["measured"], lead["s4l_rotation"]["margin"],
+            lead["s4l_rotation"]["met"]) == ("+1.50 (spread 1.00)", 0.5, "yes")
+    assert (lead["vat"]["margin"], lead["vat"]["met"]) == (-0.2, "no")
+    assert (lead["moam_step_3"]["margin"], lead["moam_step_3"]["met"]) == (3.0, "yes")
+    assert lead["vat_entmin"]["met"] == "" and "unknown" in lead["vat_entmin"]["measured"]
+    assert lead["s4l_exemplar"]["met"] == ""  # not run
+    order = by_name["1pct: the paper's order (MOAM > Rotation, Exemplar > VAT + EntMin > "
+                    "VAT > Pseudo-labels > supervised)"]
+    # VAT + EntMin (83.00) is above S4L-Rotation (81.50), which the paper ranks higher.
+    assert order["met"] == "no"
+    assert order["measured"] == "vat_entmin 83.00 >= s4l_rotation 81.50"
+    rows[3]["top1_median"] = "81.00"
+    order = {t["target"]: t for t in tables.targets(rows)}[order["target"]]
+    assert (order["met"], order["measured"]) == ("yes", "in order (5 methods)")
+
+
 def test_peak_memory_is_attributed_to_the_running_component():
     import subprocess
     import sys
