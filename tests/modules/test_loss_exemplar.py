@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from modules.trainer import augment, experiment, loss_exemplar, training
+from modules.trainer.step_context import StepContext
 from pipeline import presets
 
 
@@ -80,6 +81,34 @@ def test_exemplar_imagenet_preset_equals_original_config():
     assert exp.exemplar_identity == "source_image"
 
 
+def test_term_mixes_the_streams_and_logs_how_many_anchors_are_ordered():
+    rng = np.random.default_rng(3)
+    ids = np.repeat(np.arange(3), 2).astype(np.int32)
+    centres = np.repeat(np.eye(3, 5, dtype=np.float32), 2, axis=0)
+    tight = centres + 0.01 * rng.normal(size=(6, 5)).astype(np.float32)  # every anchor ordered
+    mixed = rng.normal(size=(6, 5)).astype(np.float32)
+    tracked = {}
+    step = StepContext(exp=presets.get("s4l_exemplar"),
+                       track=lambda name, value: tracked.update({name: value}))
+    per_example = loss_exemplar.term(
+        {"embeddings_sup": tight, "embeddings_unsup": mixed},
+        {"labelled": {"identity": ids}, "unlabelled": {"identity": ids}}, step)
+    expected = 0.5 * _np_triplet(mixed, ids).mean() + 0.5 * _np_triplet(tight, ids).mean()
+    np.testing.assert_allclose(float(tf.nn.compute_average_loss(per_example)), expected,
+                               rtol=1e-5)
+    # Reference: an anchor is ordered when its farthest same-image row is nearer than its
+    # nearest other-image row (brute force, as _np_triplet).
+    ordered = []
+    for e in (tight, mixed):
+        e = e / np.linalg.norm(e, axis=1, keepdims=True)
+        for i in range(6):
+            d = np.linalg.norm(e - e[i], axis=1)
+            pos = max(d[j] for j in range(6) if j != i and ids[j] == ids[i])
+            ordered.append(pos < min(d[j] for j in range(6) if ids[j] != ids[i]))
+    assert float(tracked["exemplar_ordered_rate"]) == pytest.approx(np.mean(ordered))
+    assert np.mean(ordered[:6]) == 1.0 and np.mean(ordered) < 1.0
+
+
 def test_exemplar_train_step():
     exp = presets.get("s4l_exemplar", "synthetic").replace(
         batch_size=2, num_labelled_examples=8, exemplar_patches=3)
@@ -89,7 +118,8 @@ def test_exemplar_train_step():
                           "label": np.array([0, 1], np.int32)},
              "unlabelled": {"image": rng.uniform(-1, 1, (2, 3, 32, 32, 3)).astype(np.float32)}}
     logs = model.train_step(batch)
-    assert {"supervised_loss", "exemplar_loss"} <= set(logs)
+    assert {"supervised_loss", "exemplar_loss", "exemplar_ordered_rate"} <= set(logs)
+    assert 0.0 <= float(logs["exemplar_ordered_rate"]) <= 1.0
     assert np.isfinite(float(logs["exemplar_loss"]))
     assert model.extra_heads["embeddings"].units == exp.triplet_embed_dim
 
