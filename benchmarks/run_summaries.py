@@ -25,7 +25,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks import common  # noqa: E402
 
-COLUMNS = ["run", "model", "labelled", "epochs", "inception_crop", "top1", "top5",
+COLUMNS = ["run", "model", "labelled", "epochs", "steps", "inception_crop", "top1", "top5",
            "rot_avg_top1", "wall_min", "machine", "command"]
 
 
@@ -41,10 +41,14 @@ def row(run_dir: str) -> dict:
         top1, top5 = summary["top1"], summary["top5"]
     except KeyError as e:
         raise ValueError(f"{path}: missing {e.args[0]!r}; not a run summary") from e
-    rot_avg = common.training_record(summary).get("final_eval", {}).get("rot_avg_top1")
+    record = common.training_record(summary)
+    rot_avg = record.get("final_eval", {}).get("rot_avg_top1")
+    # The preset's epochs before the schedule rule fitted them to the data; the Trainer's
+    # record holds the schedule it trained (older records lack it).
+    trained = record.get("experiment") or experiment
     return {"run": os.path.basename(os.path.normpath(run_dir)), "model": summary.get("model"),
             "labelled": summary.get("splits", {}).get("labelled"),
-            "epochs": experiment["schedule_epochs"][-1],
+            "epochs": trained["schedule_epochs"][-1], "steps": record.get("final_step", ""),
             "inception_crop": experiment.get("inception_crop"),
             "top1": f"{100 * top1:.2f}", "top5": f"{100 * top5:.2f}",
             "rot_avg_top1": f"{100 * rot_avg:.2f}" if rot_avg is not None else "",

@@ -277,13 +277,17 @@ def test_run_summaries_reads_a_finished_run_and_names_a_missing_one(tmp_path, ca
 
     logdir = tmp_path / "run" / "logs"
     logdir.mkdir(parents=True)
-    (logdir / "experiment.json").write_text(json.dumps({"final_eval": {"rot_avg_top1": 0.655}}))
+    # The Trainer's record holds the schedule the rule fitted to the data (333 epochs), the
+    # summary the preset's (200): the table reports what was trained.
+    (logdir / "experiment.json").write_text(json.dumps(
+        {"final_eval": {"rot_avg_top1": 0.655}, "final_step": 2997,
+         "experiment": {"schedule_epochs": [9.99, 333.0]}}))
     (tmp_path / "run" / "summary.json").write_text(json.dumps(
         {"model": "s4l_rotation", "splits": {"labelled": 6000}, "top1": 0.8436, "top5": 0.9946,
          "wall_time_s": 1034.0, "tensorboard_logdir": str(logdir), "command": "beam_runner.py",
-         "experiment": {"schedule_epochs": [0.3, 12], "inception_crop": False}}))
+         "experiment": {"schedule_epochs": [6, 200], "inception_crop": False}}))
     assert run_summaries.row(str(tmp_path / "run")) == {
-        "run": "run", "model": "s4l_rotation", "labelled": 6000, "epochs": 12,
+        "run": "run", "model": "s4l_rotation", "labelled": 6000, "epochs": 333.0, "steps": 2997,
         "inception_crop": False, "top1": "84.36", "top5": "99.46", "rot_avg_top1": "65.50",
         "wall_min": 17.2, "command": "beam_runner.py"}
     assert run_summaries.main([str(tmp_path / "absent")]) == 2
