@@ -171,6 +171,9 @@ def test_name_shape():
     assert splits.name_shape("train_00001.png") == "a_0.a"
 
 
+@pytest.mark.skipif(not all(map(os.path.isfile, (fake_imagenet.TEN_PERCENT,
+                                                  fake_imagenet.ONE_PERCENT))),
+                    reason="needs ../shared/data/imagenet_subsets")
 def test_imagenet_label_map_of_another_data_set_fails_before_conversion(tmp_path,
                                                                          monkeypatch):
     fake = fake_imagenet.write(str(tmp_path / "imagenet"))
