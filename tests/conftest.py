@@ -39,6 +39,14 @@ def pytest_sessionstart(session) -> None:
                     returncode=3)
 
 
+def tracking_step(exp):
+    """(tracked, StepContext): a loss term's diagnostics land in the `tracked` dict."""
+    from modules.trainer.step_context import StepContext
+
+    tracked: dict = {}
+    return tracked, StepContext(exp=exp, track=lambda name, value: tracked.update({name: value}))
+
+
 def class_image(label: int, index: int, size: tuple[int, int] = (20, 24),
                 mode: str = "RGB") -> Image.Image:
     """A small image whose brightness pattern depends on its class (so a model can learn it)."""

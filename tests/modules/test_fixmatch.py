@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import tracking_step
 from modules.trainer import (
     data,
     loss_fixmatch,
@@ -54,8 +55,7 @@ def test_loss_masks_unconfident_weak_views():
     weak = np.zeros([2, 10], np.float32)
     weak[0, 2] = 20.0
     strong = np.random.default_rng(0).normal(size=[2, 10]).astype(np.float32)
-    tracked = {}
-    step = StepContext(exp=exp, track=lambda name, value: tracked.update({name: value}))
+    tracked, step = tracking_step(exp)
     loss = loss_fixmatch.term({"classes_unsup": tf.constant(np.concatenate([weak, strong]))},
                               {}, step).numpy()
     log_p = strong[0] - np.log(np.exp(strong[0]).sum())

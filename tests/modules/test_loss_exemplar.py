@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import tracking_step
 from modules.trainer import augment, experiment, loss_exemplar, training
-from modules.trainer.step_context import StepContext
 from pipeline import presets
 
 
@@ -87,9 +87,7 @@ def test_term_mixes_the_streams_and_logs_how_many_anchors_are_ordered():
     centres = np.repeat(np.eye(3, 5, dtype=np.float32), 2, axis=0)
     tight = centres + 0.01 * rng.normal(size=(6, 5)).astype(np.float32)  # every anchor ordered
     mixed = rng.normal(size=(6, 5)).astype(np.float32)
-    tracked = {}
-    step = StepContext(exp=presets.get("s4l_exemplar"),
-                       track=lambda name, value: tracked.update({name: value}))
+    tracked, step = tracking_step(presets.get("s4l_exemplar"))
     per_example = loss_exemplar.term(
         {"embeddings_sup": tight, "embeddings_unsup": mixed},
         {"labelled": {"identity": ids}, "unlabelled": {"identity": ids}}, step)

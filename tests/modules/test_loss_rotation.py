@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import tracking_step
 from modules.trainer import experiment, loss_rotation, schedules, training
-from modules.trainer.step_context import StepContext
 from pipeline import presets
 
 
@@ -52,9 +52,7 @@ def test_term_averages_the_two_halves_equally(n_unsup, n_sup):
     out_u = rng.normal(size=(n_unsup, 4)).astype(np.float32)
     out_s = rng.normal(size=(n_sup, 4)).astype(np.float32)
     lab_u, lab_s = np.arange(n_unsup) % 4, np.arange(n_sup) % 4
-    tracked = {}
-    step = StepContext(exp=presets.get("s4l_rotation"),
-                       track=lambda name, value: tracked.update({name: value}))
+    tracked, step = tracking_step(presets.get("s4l_rotation"))
     per_example = loss_rotation.term(
         {"rotations_unsup": out_u, "rotations_sup": out_s},
         {"unlabelled": {"rotation": lab_u}, "labelled": {"rotation": lab_s}}, step)
