@@ -151,7 +151,7 @@ def _paper_order(median: dict[tuple[str, str], tuple[float, int]]) -> dict:
                       "VAT > Pseudo-labels > supervised)",
             "measured": "; ".join(inversions) if inversions else (
                 f"in order ({methods} methods)" if methods > 1 else ""),
-            "seeds": min((n for (m, lab), (_, n) in median.items() if lab == "1pct"),
+            "seeds": min((median[(m, "1pct")][1] for tier in ranked for m, _ in tier),
                          default=0),
             "margin": "", "met": "" if methods < 2 else ("no" if inversions else "yes")}
 

@@ -62,10 +62,15 @@ def pairwise_distances(embeddings: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.maximum(d2, 1e-12))
 
 
-def hardest_distances(embeddings: tf.Tensor,
-                      identities: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Each anchor's farthest row of its identity (itself excluded) and nearest row of
-    another identity, on L2-normalised embeddings: two [N] distances."""
+def batch_hard_triplet_loss(embeddings: tf.Tensor,
+                            identities: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-anchor soft-margin batch-hard triplet loss (Hermans et al. 2017), and whether each
+    anchor is ordered: two [N] tensors.
+
+    Embeddings are L2-normalised per row; for each anchor, the farthest row of the same
+    identity (itself excluded), d_pos, and the nearest row of another identity, d_neg, give
+    softplus(d_pos - d_neg) (ln 2 where the two are equal); ordered = d_pos < d_neg (float).
+    """
     embeddings = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=1)
     distances = pairwise_distances(embeddings)
     same = tf.equal(identities[:, None], identities[None, :])
@@ -74,23 +79,15 @@ def hardest_distances(embeddings: tf.Tensor,
     hardest_positive = tf.reduce_max(tf.where(positives, distances, 0.0), axis=1)
     far = tf.stop_gradient(tf.reduce_max(distances))
     hardest_negative = tf.reduce_min(tf.where(same, far, distances), axis=1)
-    return hardest_positive, hardest_negative
-
-
-def batch_hard_triplet_loss(embeddings: tf.Tensor, identities: tf.Tensor) -> tf.Tensor:
-    """Per-anchor soft-margin batch-hard triplet loss (Hermans et al. 2017): [N].
-
-    softplus(d_pos - d_neg) of `hardest_distances`; ln 2 where the two are equal.
-    """
-    hardest_positive, hardest_negative = hardest_distances(embeddings, identities)
-    return tf.nn.softplus(hardest_positive - hardest_negative)
+    return (tf.nn.softplus(hardest_positive - hardest_negative),
+            tf.cast(hardest_positive < hardest_negative, tf.float32))
 
 
 def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Tensor:
     """Triplet losses of both streams, mixed 0.5/0.5: per-example [N].
 
     Logs `exemplar_ordered_rate`: the share of anchors (both streams) whose hardest patch of
-    the same image is nearer than their nearest patch of another image. Near 0.5 with the
+    the same image is nearer than their nearest patch of another image. Low, with the
     loss near ln 2, the term does not tell the images apart and brings little signal.
     """
     streams = [("embeddings_sup", "labelled")]
@@ -98,9 +95,9 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
         streams.append(("embeddings_unsup", "unlabelled"))
     losses, ordered = [], []
     for head, stream in streams:
-        positive, negative = hardest_distances(outputs[head], batch[stream]["identity"])
-        losses.append(tf.nn.softplus(positive - negative))
-        ordered.append(tf.cast(positive < negative, tf.float32))
+        loss, is_ordered = batch_hard_triplet_loss(outputs[head], batch[stream]["identity"])
+        losses.append(loss)
+        ordered.append(is_ordered)
     step.track("exemplar_ordered_rate", tf.reduce_mean(tf.concat(ordered, axis=0)))
     if len(losses) == 1:
         return losses[0]
