@@ -36,7 +36,8 @@ _EVAL_ONLY = {"eval_every_epochs", "eval_rotation_average", "eval_batch_size",
 _METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "triplet_")}
 # What runs recorded before a field existed did instead: a record that lacks the field is
 # compared with this value (a field not named here counts as changed where it is read).
-_BEFORE_FIELD = {"kernel_init": "glorot_uniform", "vat_exact_eps": False}
+_BEFORE_FIELD = {"kernel_init": "glorot_uniform", "vat_exact_eps": False,
+                 "exemplar_mining_images": 0}
 
 
 def _changed(now: dict, then: dict, ignore: set[str]) -> list[str]:

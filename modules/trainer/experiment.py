@@ -69,6 +69,10 @@ class Experiment:
     exemplar_patches: int = 8
     triplet_embed_dim: int = 1000
     exemplar_identity: str = "source_image"
+    # Images per batch-hard mining group: an anchor's negatives come only from its own group
+    # of this many consecutive images of its stream (0: the replica's whole stream). The
+    # original mined within each TPU core's batch, 16 images on its v3-32.
+    exemplar_mining_images: int = 0
     # VAT and EntMin (spec section 4.4): L2 radius, finite-difference scale, power iterations;
     # with apply_vat_to_labelled the VAT and EntMin terms cover both streams, else unlabelled.
     vat_eps: float = 40.0
@@ -242,6 +246,9 @@ class Experiment:
             fail("precision", f"is not one of {PRECISIONS}")
         if self.exemplar_identity not in EXEMPLAR_IDENTITIES:
             fail("exemplar_identity", f"is not one of {EXEMPLAR_IDENTITIES}")
+        if self.exemplar_mining_images < 0 or self.exemplar_mining_images == 1:
+            fail("exemplar_mining_images", "must be 0 (the whole stream) or >= 2 (an anchor "
+                 "needs another image to mine a negative from)")
         if self.strategy not in STRATEGIES:
             fail("strategy", f"is not one of {STRATEGIES}")
         if self.strategy == "tpu" and not self.tpu_address:

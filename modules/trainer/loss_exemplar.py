@@ -9,8 +9,10 @@ Identity labels: the original passes its helper's two counts in swapped order, s
 identity i // n_images instead of i // P (spec section 10.1 item 1). We fix it by default
 (`exemplar_identity="source_image"`: identity = source image, the code's stated intent) and
 keep the original behaviour as `"original_swapped"`; the choice is in the experiment record.
-Mining runs over the replica's whole stream (the original mined within each TPU core's 16
-images). tensorflow-addons' TripletHardLoss is not used: the package is end-of-life and not in
+Mining runs over the replica's whole stream, or within groups of `exemplar_mining_images`
+consecutive images of it: the original mined within each TPU core's batch (16 images on its
+v3-32), which the ImageNet preset fixes so that the result does not depend on the topology.
+tensorflow-addons' TripletHardLoss is not used: the package is end-of-life and not in
 this stack, and it has no soft-margin batch-hard variant with the original's distance clamp.
 """
 
@@ -24,14 +26,19 @@ from modules.trainer.method_spec import LossSpec
 from modules.trainer.step_context import StepContext
 
 
-def flatten_patches(stream: dict[str, tf.Tensor], identity: str) -> dict[str, tf.Tensor]:
+def flatten_patches(stream: dict[str, tf.Tensor], identity: str,
+                    mining_images: int = 0) -> dict[str, tf.Tensor]:
     """[B, P, S, S, 3] patches -> [B * P, S, S, 3] image-major, labels repeated P times,
-    plus `identity` labels for the triplet loss."""
+    plus `identity` labels and `mining_group`s (of `mining_images` source images; 0: one
+    group) for the triplet loss."""
     images = stream["image"]
     shape = tf.shape(images)
     num_images, patches = shape[0], shape[1]
+    source_image = tf.repeat(tf.range(num_images, dtype=tf.int32), patches)
     out = {"image": tf.reshape(images, tf.concat([[-1], shape[2:]], axis=0)),
-           "identity": identity_labels(num_images, patches, identity)}
+           "identity": identity_labels(num_images, patches, identity),
+           "mining_group": source_image // mining_images if mining_images
+           else tf.zeros_like(source_image)}
     if "label" in stream:
         out["label"] = tf.repeat(stream["label"], patches)
     return out
@@ -62,14 +69,15 @@ def pairwise_distances(embeddings: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.maximum(d2, 1e-12))
 
 
-def batch_hard_triplet_loss(embeddings: tf.Tensor,
-                            identities: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def batch_hard_triplet_loss(embeddings: tf.Tensor, identities: tf.Tensor,
+                            groups: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Per-anchor soft-margin batch-hard triplet loss (Hermans et al. 2017), and whether each
     anchor is ordered: two [N] tensors.
 
     Embeddings are L2-normalised per row; for each anchor, the farthest row of the same
     identity (itself excluded), d_pos, and the nearest row of another identity, d_neg, give
     softplus(d_pos - d_neg) (ln 2 where the two are equal); ordered = d_pos < d_neg (float).
+    With `groups` ([N] ints), negatives are mined only among rows of the anchor's group.
     """
     embeddings = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=1)
     distances = pairwise_distances(embeddings)
@@ -77,8 +85,11 @@ def batch_hard_triplet_loss(embeddings: tf.Tensor,
     not_self = tf.logical_not(tf.eye(tf.shape(identities)[0], dtype=tf.bool))
     positives = tf.logical_and(same, not_self)
     hardest_positive = tf.reduce_max(tf.where(positives, distances, 0.0), axis=1)
+    not_negative = same
+    if groups is not None:
+        not_negative = tf.logical_or(same, tf.not_equal(groups[:, None], groups[None, :]))
     far = tf.stop_gradient(tf.reduce_max(distances))
-    hardest_negative = tf.reduce_min(tf.where(same, far, distances), axis=1)
+    hardest_negative = tf.reduce_min(tf.where(not_negative, far, distances), axis=1)
     return (tf.nn.softplus(hardest_positive - hardest_negative),
             tf.cast(hardest_positive < hardest_negative, tf.float32))
 
@@ -95,7 +106,8 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
         streams.append(("embeddings_unsup", "unlabelled"))
     losses, ordered = [], []
     for head, stream in streams:
-        loss, is_ordered = batch_hard_triplet_loss(outputs[head], batch[stream]["identity"])
+        loss, is_ordered = batch_hard_triplet_loss(outputs[head], batch[stream]["identity"],
+                                                   batch[stream].get("mining_group"))
         losses.append(loss)
         ordered.append(is_ordered)
     step.track("exemplar_ordered_rate", tf.reduce_mean(tf.concat(ordered, axis=0)))
@@ -106,7 +118,7 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
 
 def prepare(batch: dict, exp: Experiment) -> dict:
     """Flattens the P patches of every image of both streams (image-major)."""
-    return {name: flatten_patches(stream, exp.exemplar_identity)
+    return {name: flatten_patches(stream, exp.exemplar_identity, exp.exemplar_mining_images)
             for name, stream in batch.items()}
 
 

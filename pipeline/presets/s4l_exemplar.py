@@ -4,7 +4,8 @@ ImageNet values = config/s4l_exemplar.sh: B = B_u = 512, 8 inception patches per
 hsvnoise and flip, embedding head 1000, triplet weight 1.0 (0.5 unlabelled + 0.5 labelled),
 wd 1e-3, LR 0.1 absolute (lr_scale_batch_size 0), schedule 10,140,160,180,200 epochs, eval
 batch 40. Identities are the source images (the original's swapped-argument bug fixed; set
-exemplar_identity=original_swapped to reproduce it).
+exemplar_identity=original_swapped to reproduce it). Negatives are mined within groups of 16
+images, as each core of the original's v3-32 did, whatever the topology this runs on.
 
 Small images: the small-image recipe (experiment.for_dataset) with B = B_u = 64, 4 patches
 per image (4 x 128 = 512 patches per step), embedding width 128, and the inception crop
@@ -26,7 +27,8 @@ def get_config(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experim
                       exemplar_identity="source_image", hsvnoise=True)
     if dataset == "imagenet":
         exp = exp.replace(batch_size=512, eval_batch_size=40, weight_decay=1e-3, lr=0.1,
-                          lr_scale_batch_size=0, schedule_epochs=(10, 140, 160, 180, 200))
+                          lr_scale_batch_size=0, schedule_epochs=(10, 140, 160, 180, 200),
+                          exemplar_mining_images=16)
     else:
         # The small-image recipe drops the crop; Exemplar needs it: without it the P
         # patches of an image would differ only by a shift, a flip and hsvnoise, whose hue

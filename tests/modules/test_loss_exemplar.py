@@ -9,14 +9,16 @@ from modules.trainer import augment, experiment, loss_exemplar, training
 from pipeline import presets
 
 
-def _np_triplet(embeddings, identities):
+def _np_triplet(embeddings, identities, groups=None):
     """Brute-force batch-hard soft-margin triplet loss, one anchor at a time."""
     e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    groups = np.zeros(len(e)) if groups is None else groups
     out = []
     for i in range(len(e)):
         d = np.sqrt(np.maximum(((e - e[i]) ** 2).sum(axis=1), 1e-12))
         pos = [d[j] for j in range(len(e)) if j != i and identities[j] == identities[i]]
-        neg = [d[j] for j in range(len(e)) if identities[j] != identities[i]]
+        neg = [d[j] for j in range(len(e))
+               if identities[j] != identities[i] and groups[j] == groups[i]]
         out.append(np.log1p(np.exp(max(pos) - min(neg))))
     return np.array(out)
 
@@ -36,6 +38,34 @@ def test_flatten_patches_is_image_major():
     np.testing.assert_array_equal(out["image"][:, 0, 0, 0], [0, 1, 2, 3, 4, 5])
     np.testing.assert_array_equal(out["label"], [5, 5, 6, 6, 7, 7])
     np.testing.assert_array_equal(out["identity"], [0, 0, 1, 1, 2, 2])
+
+
+def test_flatten_patches_groups_consecutive_images_for_mining():
+    images = np.zeros((5, 2, 1, 1, 1), np.float32)
+    whole = loss_exemplar.flatten_patches({"image": images}, "source_image")
+    np.testing.assert_array_equal(whole["mining_group"], [0] * 10)
+    grouped = loss_exemplar.flatten_patches({"image": images}, "source_image", 2)
+    np.testing.assert_array_equal(grouped["mining_group"], [0] * 4 + [1] * 4 + [2] * 2)
+
+
+def test_triplet_loss_mines_negatives_within_groups_only():
+    rng = np.random.default_rng(2)
+    embeddings = rng.normal(size=(12, 7)).astype(np.float32)
+    ids = loss_exemplar.identity_labels(6, 2).numpy()
+    groups = np.repeat([0, 1], 6)
+    grouped, _ = loss_exemplar.batch_hard_triplet_loss(embeddings, ids, groups)
+    np.testing.assert_allclose(grouped, _np_triplet(embeddings, ids, groups), rtol=1e-5)
+    # Fewer candidates can only leave the nearest negative as far or farther.
+    whole, _ = loss_exemplar.batch_hard_triplet_loss(embeddings, ids)
+    assert np.all(grouped.numpy() <= whole.numpy() + 1e-6)
+    assert np.any(grouped.numpy() < whole.numpy() - 1e-4)
+
+
+@pytest.mark.parametrize("images", [-1, 1])
+def test_mining_group_needs_two_images(images):
+    with pytest.raises(ValueError, match="exemplar_mining_images"):
+        presets.get("s4l_exemplar", "synthetic").replace(
+            exemplar_mining_images=images).validate()
 
 
 def test_pairwise_distances_match_numpy():
@@ -78,6 +108,8 @@ def test_exemplar_imagenet_preset_equals_original_config():
     assert exp.schedule_epochs == (10, 140, 160, 180, 200)
     assert exp.losses == {"supervised": 1.0, "exemplar": 1.0}
     assert (exp.exemplar_patches, exp.triplet_embed_dim, exp.hsvnoise) == (8, 1000, True)
+    # Mined within 16 images, as each core of the original's v3-32 did.
+    assert exp.exemplar_mining_images == 16
     assert exp.exemplar_identity == "source_image"
 
 
