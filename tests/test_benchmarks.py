@@ -155,6 +155,7 @@ def test_targets_say_by_how_much_they_are_met_or_missed():
         "94.00 (vat)", 0.5, "yes")
     rotation = by_name["1pct: s4l_rotation rotation-averaged - supervised >= 1.5 points"]
     assert (rotation["measured"], rotation["margin"], rotation["met"]) == ("+5.00", 3.5, "yes")
+    assert rotation["seeds"] == 2  # S4L-Rotation's 2 seeds, not supervised's 3
     assert by_name["moam_step_3 at 1pct, top-1 >= 88.0"]["met"] == ""  # not run: no verdict
     assert all(t["met"] == "" for t in tables.targets([]))
 
