@@ -145,6 +145,10 @@ class Experiment:
     # Rotation models: the final evaluation also reports the accuracy of class logits
     # averaged over the 4 rotations (evaluations during training: upright only).
     eval_rotation_average: bool = False
+    # Rotation models: the classifier's cross-entropy covers all 4 turns of each labelled
+    # image (the original); False: the upright copy only (every turn still trains the
+    # rotation head).
+    rotation_classify_turns: bool = True
     # Weights are saved to model_run_dir/checkpoints this often (original: every 5,000 steps).
     checkpoint_every_epochs: int = 10
     seed: int = 0

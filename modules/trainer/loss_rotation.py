@@ -3,7 +3,10 @@
 Both streams are rotated in the train step, image-major (the 4 rotations of an image are
 adjacent), after the per-image crop and flip, as the original's `...|-1_to_1|rotate`.
 The classifier trains on all 4 rotated copies of each labelled image (labels repeated), and
-`L_rot = 0.5 * L_rot_u + 0.5 * L_rot_s` (rot_loss_unsup = rot_loss_sup = 1).
+`L_rot = 0.5 * L_rot_u + 0.5 * L_rot_s` (rot_loss_unsup = rot_loss_sup = 1). With
+`rotation_classify_turns=False` (not in the original) the labelled stream also carries a
+`label_weight` of R on upright rows and 0 on turned ones, so the supervised term is the mean
+cross-entropy of the upright copies only.
 The train step logs `rotation_accuracy`, the share of the batch's turned images whose turn the
 head predicts (both streams): a pretext task that is solved early gives little signal.
 """
@@ -34,12 +37,18 @@ def rotation_labels(num_images: tf.Tensor | int) -> tf.Tensor:
     return tf.tile(tf.range(NUM_ROTATIONS, dtype=tf.int32), [num_images])
 
 
-def rotate_stream(stream: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Rotates a stream's images; repeats its class labels; adds `rotation` labels."""
+def rotate_stream(stream: dict[str, tf.Tensor],
+                  classify_turns: bool = True) -> dict[str, tf.Tensor]:
+    """Rotates a stream's images; repeats its class labels; adds `rotation` labels, and
+    without `classify_turns` a `label_weight` that keeps only the upright copies."""
     images = stream["image"]
-    out = {"image": rotate_batch(images), "rotation": rotation_labels(tf.shape(images)[0])}
+    num_images = tf.shape(images)[0]
+    out = {"image": rotate_batch(images), "rotation": rotation_labels(num_images)}
     if "label" in stream:
         out["label"] = tf.repeat(stream["label"], NUM_ROTATIONS)
+        if not classify_turns:
+            upright = tf.one_hot(0, NUM_ROTATIONS, on_value=float(NUM_ROTATIONS))
+            out["label_weight"] = tf.tile(upright, [num_images])
     return out
 
 
@@ -72,8 +81,8 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
 
 def prepare(batch: dict, exp: Experiment) -> dict:
     """Turns every image of both streams 4 ways (image-major)."""
-    del exp
-    return {name: rotate_stream(stream) for name, stream in batch.items()}
+    return {name: rotate_stream(stream, exp.rotation_classify_turns)
+            for name, stream in batch.items()}
 
 
 SPEC = LossSpec(name="rotation", term=term, prepare=prepare,

@@ -15,9 +15,14 @@ def supervised_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 
 def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Tensor:
-    """The supervised term on the labelled half of the shared forward pass: [B]."""
+    """The supervised term on the labelled half of the shared forward pass: [B], times the
+    stream's `label_weight` where a method's input preparation sets one."""
     del step
-    return supervised_loss(outputs["classes_sup"], batch["labelled"]["label"])
+    labelled = batch["labelled"]
+    loss = supervised_loss(outputs["classes_sup"], labelled["label"])
+    if "label_weight" in labelled:
+        loss *= labelled["label_weight"]
+    return loss
 
 
 SPEC = LossSpec(name="supervised", term=term)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tracking_step
-from modules.trainer import experiment, loss_rotation, schedules, training
+from modules.trainer import experiment, loss_rotation, loss_supervised, schedules, training
 from pipeline import presets
 
 
@@ -30,6 +30,26 @@ def test_rotation_labels_and_repeated_class_labels():
                                           "label": tf.constant([7, 9])})
     np.testing.assert_array_equal(stream["rotation"], [0, 1, 2, 3, 0, 1, 2, 3])
     np.testing.assert_array_equal(stream["label"], [7, 7, 7, 7, 9, 9, 9, 9])
+
+
+def test_supervised_term_on_upright_copies_only():
+    """rotation_classify_turns=False: the supervised term is the mean CE of the upright
+    copies; the turned copies still carry rotation labels."""
+    images = tf.random.uniform([3, 4, 4, 3])
+    labels = tf.constant([1, 0, 2])
+    exp = presets.get("s4l_rotation", "synthetic")
+    turns = loss_rotation.prepare({"labelled": {"image": images, "label": labels}}, exp)
+    upright = loss_rotation.prepare({"labelled": {"image": images, "label": labels}},
+                                    exp.replace(rotation_classify_turns=False))
+    assert "label_weight" not in turns["labelled"]
+    np.testing.assert_array_equal(upright["labelled"]["rotation"], turns["labelled"]["rotation"])
+    logits = np.random.default_rng(4).normal(size=(12, 3)).astype(np.float32)
+    ce = _np_ce(logits, np.repeat([1, 0, 2], 4))
+    _, step = tracking_step(exp)
+    for batch, expected in ((turns, ce.mean()), (upright, ce[0::4].mean())):
+        per_example = loss_supervised.term({"classes_sup": logits}, batch, step)
+        np.testing.assert_allclose(float(tf.nn.compute_average_loss(per_example)), expected,
+                                   rtol=1e-5)
 
 
 def test_rotation_loss_matches_numpy():
@@ -102,6 +122,18 @@ def test_rotation_train_step_and_rotation_averaged_eval():
                               training=False)["classes"].numpy() for k in range(4)], axis=0)
     expected = np.mean(averaged.argmax(axis=1) == labels)
     assert float(results["rot_avg_top1"]) == pytest.approx(expected)
+
+
+def test_train_step_with_the_classifier_on_upright_copies_only():
+    exp = presets.get("s4l_rotation", dataset="synthetic").replace(
+        num_labelled_examples=32, batch_size=4, rotation_classify_turns=False)
+    rng = np.random.default_rng(5)
+    batch = {"labelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),
+                          "label": np.arange(4, dtype=np.int32)},
+             "unlabelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)}}
+    logs = training.build_model(exp).train_step(batch)
+    assert np.isfinite(float(logs["supervised_loss"])) and float(logs["supervised_loss"]) > 0
+    assert np.isfinite(float(logs["rotation_loss"]))
 
 
 def test_rotation_average_is_left_out_of_evaluations_during_training():
