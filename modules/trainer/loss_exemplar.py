@@ -29,16 +29,15 @@ from modules.trainer.step_context import StepContext
 def flatten_patches(stream: dict[str, tf.Tensor], identity: str,
                     mining_images: int = 0) -> dict[str, tf.Tensor]:
     """[B, P, S, S, 3] patches -> [B * P, S, S, 3] image-major, labels repeated P times,
-    plus `identity` labels and `mining_group`s (of `mining_images` source images; 0: one
-    group) for the triplet loss."""
+    plus `identity` labels for the triplet loss and, with `mining_images`, `mining_group`s
+    of that many source images (without: the whole stream is one group)."""
     images = stream["image"]
     shape = tf.shape(images)
     num_images, patches = shape[0], shape[1]
-    source_image = tf.repeat(tf.range(num_images, dtype=tf.int32), patches)
     out = {"image": tf.reshape(images, tf.concat([[-1], shape[2:]], axis=0)),
-           "identity": identity_labels(num_images, patches, identity),
-           "mining_group": source_image // mining_images if mining_images
-           else tf.zeros_like(source_image)}
+           "identity": identity_labels(num_images, patches, identity)}
+    if mining_images:
+        out["mining_group"] = identity_labels(num_images, patches) // mining_images
     if "label" in stream:
         out["label"] = tf.repeat(stream["label"], patches)
     return out
