@@ -113,8 +113,13 @@ class S4LModel(keras.Model):
         if self.polyak is not None:
             self.polyak.update()
         self.total_tracker.update_state(total * replicas)
-        self.top1.update_state(batch["labelled"]["label"], outputs["classes_sup"])
-        self.top5.update_state(batch["labelled"]["label"], outputs["classes_sup"])
+        # Rows the supervised term weights 0 (turned copies with rotation_classify_turns
+        # off) are not classified, so the training accuracy leaves them out too.
+        labelled = batch["labelled"]
+        counted = (tf.cast(labelled["label_weight"] > 0, tf.float32)
+                   if "label_weight" in labelled else None)
+        self.top1.update_state(labelled["label"], outputs["classes_sup"], sample_weight=counted)
+        self.top5.update_state(labelled["label"], outputs["classes_sup"], sample_weight=counted)
         logs = {m.name: m.result() for m in self.metrics if m not in self.eval_only_metrics}
         logs["lr"] = self.lr_schedule(self.optimizer.iterations)
         return logs

@@ -131,9 +131,15 @@ def test_train_step_with_the_classifier_on_upright_copies_only():
     batch = {"labelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),
                           "label": np.arange(4, dtype=np.int32)},
              "unlabelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)}}
-    logs = training.build_model(exp).train_step(batch)
+    model = training.build_model(exp)
+    logs = model.train_step(batch)
     assert np.isfinite(float(logs["supervised_loss"])) and float(logs["supervised_loss"]) > 0
     assert np.isfinite(float(logs["rotation_loss"]))
+    # The training accuracy counts the 4 upright rows the classifier trains on, not all 16.
+    assert float(model.top1.count) == 4.0 and float(model.top5.count) == 4.0
+    with_turns = training.build_model(exp.replace(rotation_classify_turns=True))
+    with_turns.train_step(batch)
+    assert float(with_turns.top1.count) == 16.0
 
 
 def test_rotation_average_is_left_out_of_evaluations_during_training():
