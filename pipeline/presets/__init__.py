@@ -19,6 +19,7 @@ from pipeline.presets import (
     pseudo_labels,
     s4l_exemplar,
     s4l_rotation,
+    s4l_rotation_upright,
     supervised,
     vat,
     vat_entmin,
@@ -27,6 +28,7 @@ from pipeline.presets import (
 PRESETS: dict[str, Callable[..., Experiment]] = {
     "supervised": supervised.get_config,
     "s4l_rotation": s4l_rotation.get_config,
+    "s4l_rotation_upright": s4l_rotation_upright.get_config,
     "s4l_exemplar": s4l_exemplar.get_config,
     "vat": vat.get_config,
     "vat_entmin": vat_entmin.get_config,
