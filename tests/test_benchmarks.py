@@ -177,6 +177,7 @@ def test_leads_are_judged_against_the_seed_spread_and_the_paper_order_names_inve
     assert (lead["moam_step_3"]["margin"], lead["moam_step_3"]["met"]) == (3.0, "yes")
     assert lead["vat_entmin"]["met"] == "" and "unknown" in lead["vat_entmin"]["measured"]
     assert lead["s4l_exemplar"]["met"] == ""  # not run
+    assert by_name["1pct: s4l_rotation_upright - supervised > seed spread"]["met"] == ""
     order = by_name["1pct: the paper's order (MOAM > Rotation, Exemplar > VAT + EntMin > "
                     "VAT > Pseudo-labels > supervised)"]
     # VAT + EntMin (83.00) is above S4L-Rotation (81.50), which the paper ranks higher.
@@ -185,6 +186,11 @@ def test_leads_are_judged_against_the_seed_spread_and_the_paper_order_names_inve
     rows[3]["top1_median"] = "81.00"
     order = {t["target"]: t for t in tables.targets(rows)}[order["target"]]
     assert (order["met"], order["measured"]) == ("yes", "in order (5 methods)")
+    # The upright-classifier variant ranks with S4L-Rotation: below VAT + EntMin is an inversion.
+    rows.append({"method": "s4l_rotation_upright", "labels": "1pct", "seeds": 3,
+                 "top1_median": "80.90", "top1_spread": "0.40", "rot_avg_top1": ""})
+    order = {t["target"]: t for t in tables.targets(rows)}[order["target"]]
+    assert order["measured"] == "vat_entmin 81.00 >= s4l_rotation_upright 80.90"
 
 
 def test_peak_memory_is_attributed_to_the_running_component():
