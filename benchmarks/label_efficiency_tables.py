@@ -216,6 +216,19 @@ def _top1_within(row: dict, budget_min: float) -> float | None:
     return reached[-1] if reached else None
 
 
+MARKERS = "osD^v<>phX*P"
+
+
+def method_styles(methods: set[str]) -> dict[str, tuple[tuple, str]]:
+    """A colour and a marker per method, distinct for up to 20 methods (matplotlib's default
+    cycle has 10 colours, so an 11th method would share the first one's)."""
+    from matplotlib import pyplot as plt
+
+    cmap = plt.get_cmap("tab20")
+    return {method: (cmap(i % 20), MARKERS[i % len(MARKERS)])
+            for i, method in enumerate(sorted(methods))}
+
+
 def plot(rows: list[dict], path: str) -> None:
     """Median top-1 against the labelled fraction, one line per method."""
     import matplotlib
@@ -224,10 +237,12 @@ def plot(rows: list[dict], path: str) -> None:
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4), dpi=120)
-    for method in sorted({r["method"] for r in rows}):
+    styles = method_styles({r["method"] for r in rows})
+    for method, (colour, marker) in styles.items():
         points = sorted((FRACTION[r["labels"]] * 100, float(r["top1_median"]))
                         for r in rows if r["method"] == method and r["top1_median"])
-        ax.plot(*zip(*points, strict=True), marker="o", label=method)
+        if points:
+            ax.plot(*zip(*points, strict=True), color=colour, marker=marker, label=method)
     ax.set_xscale("log")
     ax.set_xticks([1, 10], ["1 %", "10 %"])
     ax.set_xlabel("labelled fraction of the 60,000 training images")
@@ -277,7 +292,7 @@ def time_plot(results: list[dict], path: str) -> None:
         return
     fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 4), dpi=120,
                              squeeze=False)
-    colours = {}
+    styles = method_styles({r["preset"] for r in results})
     for result in sorted(results, key=lambda r: (r["preset"], r["seed"])):
         row = _own_stage(result)
         if not row or not row.get("eval_curve") or row.get("top1") is None:
@@ -286,7 +301,7 @@ def time_plot(results: list[dict], path: str) -> None:
         before, total = _minutes(row)
         points = [[before + m, top1] for m, top1 in row["eval_curve"]]
         points.append([total, 100 * row["top1"]])
-        colour = colours.setdefault(result["preset"], f"C{len(colours) % 10}")
+        colour = styles[result["preset"]][0]
         axis.plot(*zip(*points, strict=True), color=colour, alpha=0.8, marker=".",
                   label=result["preset"] if result["seed"] == min(
                       r["seed"] for r in results if r["preset"] == result["preset"]

@@ -193,6 +193,17 @@ def test_leads_are_judged_against_the_seed_spread_and_the_paper_order_names_inve
     assert order["measured"] == "vat_entmin 81.00 >= s4l_rotation_upright 80.90"
 
 
+def test_every_method_of_the_grid_gets_its_own_colour_and_marker():
+    methods = {m for name in label_efficiency.DEFAULT_PRESETS.split(",")
+               for m in (name, name.replace("_step_3", "_step_1"),
+                         name.replace("_step_3", "_step_2"))}
+    assert len(methods) > 10  # more than matplotlib's default colour cycle
+    styles = tables.method_styles(methods)
+    assert len({colour for colour, _ in styles.values()}) == len(methods)
+    assert len({marker for _, marker in styles.values()}) == min(len(methods),
+                                                                 len(tables.MARKERS))
+
+
 def test_peak_memory_is_attributed_to_the_running_component():
     import subprocess
     import sys
