@@ -221,11 +221,14 @@ MARKERS = "osD^v<>phX*P"
 
 def method_styles(methods: set[str]) -> dict[str, tuple[tuple, str]]:
     """A colour and a marker per method, distinct for up to 20 methods (matplotlib's default
-    cycle has 10 colours, so an 11th method would share the first one's)."""
+    cycle has 10 colours, so an 11th method would share the first one's). tab20 pairs a dark
+    and a light shade of each hue; the dark ones come first, so neighbours in name order
+    (s4l_rotation, s4l_rotation_upright) get different hues."""
     from matplotlib import pyplot as plt
 
     cmap = plt.get_cmap("tab20")
-    return {method: (cmap(i % 20), MARKERS[i % len(MARKERS)])
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return {method: (cmap(order[i % 20]), MARKERS[i % len(MARKERS)])
             for i, method in enumerate(sorted(methods))}
 
 
@@ -301,8 +304,9 @@ def time_plot(results: list[dict], path: str) -> None:
         before, total = _minutes(row)
         points = [[before + m, top1] for m, top1 in row["eval_curve"]]
         points.append([total, 100 * row["top1"]])
-        colour = styles[result["preset"]][0]
-        axis.plot(*zip(*points, strict=True), color=colour, alpha=0.8, marker=".",
+        colour, marker = styles[result["preset"]]
+        axis.plot(*zip(*points, strict=True), color=colour, alpha=0.8, marker=marker,
+                  markersize=3,
                   label=result["preset"] if result["seed"] == min(
                       r["seed"] for r in results if r["preset"] == result["preset"]
                       and r["labels"] == result["labels"]) else None)
