@@ -224,9 +224,9 @@ def method_styles(methods: set[str]) -> dict[str, tuple[tuple, str]]:
     cycle has 10 colours, so an 11th method would share the first one's). tab20 pairs a dark
     and a light shade of each hue; the dark ones come first, so neighbours in name order
     (s4l_rotation, s4l_rotation_upright) get different hues."""
-    from matplotlib import pyplot as plt
+    import matplotlib
 
-    cmap = plt.get_cmap("tab20")
+    cmap = matplotlib.colormaps["tab20"]
     order = [*range(0, 20, 2), *range(1, 20, 2)]
     return {method: (cmap(order[i % 20]), MARKERS[i % len(MARKERS)])
             for i, method in enumerate(sorted(methods))}
