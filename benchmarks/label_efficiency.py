@@ -330,7 +330,8 @@ def main() -> None:
                  "method_train_min", "wall_min", "train_img_per_s", "machines"],
                 notes=notes)
     budgets = ", ".join(f"{b}" for b in tables.EQUAL_TIME_BUDGETS_MIN)
-    common.save(f"{table_name()}_equal_time", tables.equal_time(results),
+    time_rows = tables.equal_time(results)
+    common.save(f"{table_name()}_equal_time", time_rows,
                 ["method", "labels", "machine", "seeds",
                  *(f"top1_{b}min" for b in tables.EQUAL_TIME_BUDGETS_MIN), "method_train_min"],
                 notes=f"{evaluated_on}; top-1 (%) after {budgets} training minutes (wall clock "
@@ -340,10 +341,12 @@ def main() -> None:
                       "its learning rate decayed, so below what a run scheduled for that time "
                       "would reach), blank if none yet. Runs that shared their machine with "
                       "other jobs took longer than alone, so their cells are lower bounds.")
-    common.save(f"{table_name()}_targets", tables.targets(rows),
+    common.save(f"{table_name()}_targets", tables.targets(rows, time_rows),
                 ["target", "measured", "seeds", "met", "margin"],
                 notes="Medians over the seeds in label_efficiency.md; margin = measured - "
-                      "needed, in top-1 points (negative: missed by that much)." + gaps)
+                      "needed, in top-1 points (negative: missed by that much); for the "
+                      "time budget, minutes over it (the worst cell), from "
+                      f"{table_name()}_equal_time.md." + gaps)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,27 @@ def test_leads_are_judged_against_the_seed_spread_and_the_paper_order_names_inve
     assert order["measured"] == "vat_entmin 81.00 >= s4l_rotation_upright 80.90"
 
 
+def test_the_time_budget_is_judged_on_the_avx512_epyc_with_moam_counted_as_one_chain():
+    def cell(method, labels, machine, minutes, seeds=2):
+        return {"method": method, "labels": labels, "machine": machine, "seeds": seeds,
+                "method_train_min": minutes}
+
+    name = ("training minutes on the AMD EPYC, AVX-512 <= 30 per model "
+            "(MOAM's steps <= 90 together)")
+    within = [cell("supervised", "1pct", "AMD EPYC, AVX-512", 9.8),
+              cell("moam_step_3", "1pct", "AMD EPYC, AVX-512", 86.0, seeds=1),  # <= 90
+              cell("vat", "1pct", "Intel Xeon, AMX", 37.8)]  # another kind: not judged
+    budget = {t["target"]: t for t in tables.targets([], within)}[name]
+    assert (budget["met"], budget["measured"], budget["seeds"]) == ("yes", "all 2 cells within",
+                                                                    1)
+    over = within + [cell("s4l_exemplar", "1pct", "AMD EPYC, AVX-512", 36.4),
+                     cell("fixmatch", "10pct", "AMD EPYC, AVX-512", 31.0)]
+    budget = {t["target"]: t for t in tables.targets([], over)}[name]
+    assert budget["met"] == "no" and budget["margin"] == -6.4
+    assert budget["measured"] == "over: s4l_exemplar 1pct 36.4 min; fixmatch 10pct 31.0 min"
+    assert name not in {t["target"] for t in tables.targets([])}  # no timings: no row
+
+
 def test_every_method_of_the_grid_gets_its_own_colour_and_marker():
     methods = {m for name in label_efficiency.DEFAULT_PRESETS.split(",")
                for m in (name, name.replace("_step_3", "_step_1"),
