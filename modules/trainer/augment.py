@@ -97,11 +97,15 @@ def train_preprocess(encoded: tf.Tensor, seed: tf.Tensor, exp: Experiment) -> tf
     """One encoded image -> its training input, all random draws from `seed` ([2] int).
 
     [S, S, 3] in [-1, 1]; for S4L-Exemplar, [P, S, S, 3]: P independently cropped, flipped and
-    colour-jittered patches of the image (`crop_inception_patches(P)|hsvnoise|flip_lr`).
+    colour-jittered patches of the image (`crop_inception_patches(P)|hsvnoise|flip_lr`); with
+    `exemplar_classify_crops=False` the first without the inception crop.
     """
     image = image_ops.decode(encoded)
     patches = methods.train_patches(exp)
     if patches == 1:
         return augment(image, seed, exp)
     seeds = tf.random.experimental.stateless_split(seed, num=patches)
-    return tf.stack([augment(image, seeds[i], exp) for i in range(patches)])
+    # exemplar_classify_crops=False: patch 0 is the classifier's, cut as the recipe cuts.
+    first = exp if exp.exemplar_classify_crops else exp.replace(inception_crop=False)
+    return tf.stack([augment(image, seeds[i], first if i == 0 else exp)
+                     for i in range(patches)])

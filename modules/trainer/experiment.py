@@ -73,6 +73,11 @@ class Experiment:
     # of this many consecutive images of its stream (0: the replica's whole stream). The
     # original mined within each TPU core's batch, 16 images on its v3-32.
     exemplar_mining_images: int = 0
+    # The classifier's cross-entropy covers all P patches of each labelled image (the
+    # original); False: each image's first patch is cut without the inception crop (the
+    # recipe's pad-and-crop and flip) and the classifier trains on that patch only, while the
+    # triplet loss still covers all P.
+    exemplar_classify_crops: bool = True
     # VAT and EntMin (spec section 4.4): L2 radius, finite-difference scale, power iterations;
     # with apply_vat_to_labelled the VAT and EntMin terms cover both streams, else unlabelled.
     vat_eps: float = 40.0

@@ -12,6 +12,9 @@ keep the original behaviour as `"original_swapped"`; the choice is in the experi
 Mining runs over the replica's whole stream, or within groups of `exemplar_mining_images`
 consecutive images of it: the original mined within each TPU core's batch (16 images on its
 v3-32), which the ImageNet preset fixes so that the result does not depend on the topology.
+With `exemplar_classify_crops=False` (not in the original) each image's first patch is cut
+without the inception crop and the classifier trains on it alone (a `label_weight`, as
+S4L-Rotation's `rotation_classify_turns=False` does), so it sees the images it will serve.
 tensorflow-addons' TripletHardLoss is not used: the package is end-of-life and not in
 this stack, and it has no soft-margin batch-hard variant with the original's distance clamp.
 """
@@ -27,10 +30,13 @@ from modules.trainer.step_context import StepContext
 
 
 def flatten_patches(stream: dict[str, tf.Tensor], identity: str,
-                    mining_images: int = 0) -> dict[str, tf.Tensor]:
+                    mining_images: int = 0, classify_crops: bool = True,
+                    ) -> dict[str, tf.Tensor]:
     """[B, P, S, S, 3] patches -> [B * P, S, S, 3] image-major, labels repeated P times,
     plus `identity` labels for the triplet loss and, with `mining_images`, `mining_group`s
-    of that many source images (without: the whole stream is one group)."""
+    of that many source images (without: the whole stream is one group). Without
+    `classify_crops`, a `label_weight` of P on each image's first patch and 0 on the rest:
+    the supervised term is then the mean cross-entropy of the first patches."""
     images = stream["image"]
     shape = tf.shape(images)
     num_images, patches = shape[0], shape[1]
@@ -40,6 +46,9 @@ def flatten_patches(stream: dict[str, tf.Tensor], identity: str,
         out["mining_group"] = identity_labels(num_images, patches) // mining_images
     if "label" in stream:
         out["label"] = tf.repeat(stream["label"], patches)
+        if not classify_crops:
+            first = tf.one_hot(0, patches, on_value=tf.cast(patches, tf.float32))
+            out["label_weight"] = tf.tile(first, [num_images])
     return out
 
 
@@ -117,7 +126,8 @@ def term(outputs: dict[str, tf.Tensor], batch: dict, step: StepContext) -> tf.Te
 
 def prepare(batch: dict, exp: Experiment) -> dict:
     """Flattens the P patches of every image of both streams (image-major)."""
-    return {name: flatten_patches(stream, exp.exemplar_identity, exp.exemplar_mining_images)
+    return {name: flatten_patches(stream, exp.exemplar_identity, exp.exemplar_mining_images,
+                                  exp.exemplar_classify_crops)
             for name, stream in batch.items()}
 
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from conftest import tracking_step
 from modules.trainer import augment, experiment, loss_exemplar, training
+from modules.transform import image_ops
 from pipeline import presets
 
 
@@ -99,6 +100,45 @@ def test_train_preprocess_makes_independent_patches():
     assert patches.shape == (exp.exemplar_patches, 32, 32, 3)
     assert patches.min() >= -1 and patches.max() <= 1
     assert not np.allclose(patches[0], patches[1])
+
+
+def test_classifier_patch_is_cut_as_the_recipe_cuts_when_crops_are_not_classified():
+    exp = presets.get("s4l_exemplar", "synthetic")
+    assert exp.inception_crop and exp.exemplar_classify_crops
+    image = tf.io.encode_png(tf.cast(tf.random.uniform([40, 40, 3], 0, 255), tf.uint8))
+    seed = tf.constant([1, 2], tf.int64)
+    seeds = tf.random.experimental.stateless_split(seed, num=exp.exemplar_patches)
+    recipe = augment.augment(image_ops.decode(image), seeds[0],
+                             exp.replace(inception_crop=False)).numpy()
+    cropped = augment.train_preprocess(image, seed, exp).numpy()
+    first = augment.train_preprocess(
+        image, seed, exp.replace(exemplar_classify_crops=False)).numpy()
+    np.testing.assert_allclose(first[0], recipe, atol=1e-6)
+    assert not np.allclose(cropped[0], recipe, atol=1e-3)
+    np.testing.assert_allclose(first[1:], cropped[1:], atol=1e-6)  # the triplet's crops
+
+
+def test_without_classified_crops_only_each_images_first_patch_carries_its_label():
+    images = np.zeros((2, 3, 1, 1, 1), np.float32)
+    stream = {"image": images, "label": np.array([5, 6])}
+    assert "label_weight" not in loss_exemplar.flatten_patches(stream, "source_image")
+    out = loss_exemplar.flatten_patches(stream, "source_image", classify_crops=False)
+    np.testing.assert_array_equal(out["label_weight"], [3, 0, 0, 3, 0, 0])
+    assert "label_weight" not in loss_exemplar.flatten_patches(
+        {"image": images}, "source_image", classify_crops=False)  # unlabelled stream
+    exp = presets.get("s4l_exemplar", dataset="synthetic").replace(
+        num_labelled_examples=32, batch_size=4, exemplar_classify_crops=False)
+    rng = np.random.default_rng(6)
+    patches = exp.exemplar_patches
+    batch = {"labelled": {"image": rng.uniform(-1, 1, (4, patches, 32, 32, 3)).astype(
+                 np.float32), "label": np.arange(4, dtype=np.int32)},
+             "unlabelled": {"image": rng.uniform(-1, 1, (4, patches, 32, 32, 3)).astype(
+                 np.float32)}}
+    model = training.build_model(exp)
+    logs = model.train_step(batch)
+    assert np.isfinite(float(logs["supervised_loss"])) and float(logs["exemplar_loss"]) > 0
+    # The training accuracy counts the 4 classified patches, not all 4 * P.
+    assert float(model.top1.count) == 4.0
 
 
 def test_exemplar_imagenet_preset_equals_original_config():
