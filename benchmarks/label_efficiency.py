@@ -52,8 +52,9 @@ from benchmarks import label_efficiency_tables as tables  # noqa: E402
 
 RUNS_DIR = os.path.join(REPO, "runs", "label_efficiency")
 RESULTS = os.path.join(common.RESULTS_DIR, "label_efficiency")
-DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_rotation_upright,s4l_exemplar,vat,vat_entmin,"
-                   "pseudo_labels,moam_step_3,fixmatch,moam_fixmatch_step_3")
+DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_rotation_upright,s4l_exemplar,"
+                   "s4l_exemplar_upright,vat,vat_entmin,pseudo_labels,moam_step_3,fixmatch,"
+                   "moam_fixmatch_step_3")
 # Set by --validation_images: evaluate on held-out training images, results apart.
 VALIDATION = {"images": 0}
 

@@ -89,6 +89,18 @@ def test_moam_fixmatch_swaps_only_step_1s_consistency_terms(dataset):
                                          init_from="moam_fixmatch_step_2")
 
 
+@pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
+@pytest.mark.parametrize("labels", ["1pct", "10pct"])
+def test_upright_variants_change_only_the_classifiers_input(dataset, labels):
+    rotation = presets.get("s4l_rotation", dataset, labels)
+    assert presets.get("s4l_rotation_upright", dataset, labels) == rotation.replace(
+        name="s4l_rotation_upright", rotation_classify_turns=False, eval_rotation_average=False)
+    exemplar = presets.get("s4l_exemplar", dataset, labels)
+    assert exemplar.exemplar_classify_crops
+    assert presets.get("s4l_exemplar_upright", dataset, labels) == exemplar.replace(
+        name="s4l_exemplar_upright", exemplar_classify_crops=False)
+
+
 def test_small_image_presets_share_one_recipe():
     """Every small-image preset: the same backbone, input op, optimizer and labelled batch,
     at both label budgets (the run length comes from the data, hyper_rule.py)."""
