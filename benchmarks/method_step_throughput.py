@@ -65,8 +65,9 @@ def measure(name: str, steps: int, precision: str = "float32") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--presets", default="supervised,s4l_rotation,s4l_exemplar,vat,"
-                                             "vat_entmin,moam_step_1")
+    parser.add_argument("--presets", default="supervised,s4l_rotation,s4l_rotation_upright,"
+                                             "s4l_exemplar,s4l_exemplar_upright,vat,vat_entmin,"
+                                             "fixmatch,moam_step_1,moam_fixmatch_step_1")
     parser.add_argument("--mixed_bfloat16", action="store_true",
                         help="Also time every preset with precision=mixed_bfloat16.")
     args = parser.parse_args()
