@@ -27,9 +27,15 @@ from benchmarks import common  # noqa: E402
 from modules.trainer import experiment, methods, training  # noqa: E402
 from pipeline import presets  # noqa: E402
 
+DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_rotation_upright,s4l_exemplar,"
+                   "s4l_exemplar_upright,vat,vat_entmin,fixmatch,moam_step_1,moam_fixmatch_step_1")
 
-def _batch(exp: experiment.Experiment, rng: np.random.Generator) -> dict:
-    views = (exp.exemplar_patches,) if "exemplar" in exp.losses else ()
+
+def batch_for(exp: experiment.Experiment, rng: np.random.Generator) -> dict:
+    """A random batch shaped as the input pipeline delivers it for `exp` (exemplar patches,
+    FixMatch's strong view of the unlabelled images)."""
+    patches = methods.train_patches(exp)
+    views = (patches,) if patches > 1 else ()
 
     def images(n):
         return tf.constant(rng.uniform(-1, 1, (n, *views, 32, 32, 3)).astype(np.float32))
@@ -38,6 +44,8 @@ def _batch(exp: experiment.Experiment, rng: np.random.Generator) -> dict:
         rng.integers(0, exp.num_classes, exp.batch_size).astype(np.int32))}}
     if exp.unsup_batch_size:
         batch["unlabelled"] = {"image": images(exp.unsup_batch_size)}
+        if methods.uses_strong_view(exp):
+            batch["unlabelled"]["strong"] = images(exp.unsup_batch_size)
     return batch
 
 
@@ -45,7 +53,7 @@ def measure(name: str, steps: int, precision: str = "float32") -> dict:
     exp = presets.get(name, "fashion_mnist").replace(num_labelled_examples=6000,
                                                      precision=precision)
     model = training.build_model(exp)
-    batch = _batch(exp, np.random.default_rng(0))
+    batch = batch_for(exp, np.random.default_rng(0))
     step = tf.function(model.train_step)
     for _ in range(2):
         step(batch)
@@ -65,9 +73,7 @@ def measure(name: str, steps: int, precision: str = "float32") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--presets", default="supervised,s4l_rotation,s4l_rotation_upright,"
-                                             "s4l_exemplar,s4l_exemplar_upright,vat,vat_entmin,"
-                                             "fixmatch,moam_step_1,moam_fixmatch_step_1")
+    parser.add_argument("--presets", default=DEFAULT_PRESETS)
     parser.add_argument("--mixed_bfloat16", action="store_true",
                         help="Also time every preset with precision=mixed_bfloat16.")
     args = parser.parse_args()

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from benchmarks import label_efficiency
+from benchmarks import label_efficiency, method_step_throughput
 from benchmarks import label_efficiency_experiments as experiments
 from benchmarks import label_efficiency_tables as tables
 from benchmarks.label_efficiency_experiments import stale_fields
@@ -512,3 +512,18 @@ def test_equal_time_table_compares_methods_at_the_same_training_minutes():
     assert [moam[f"top1_{b}min"] for b in (10, 20, 30)] == ["", "60.00", "83.00"]
     assert moam["method_train_min"] == 35.0
     assert rows[("supervised", "Intel Xeon")]["top1_10min"] == "70.00"
+
+
+@pytest.mark.parametrize("name", method_step_throughput.DEFAULT_PRESETS.split(","))
+def test_step_benchmark_batches_are_what_each_method_prepares(name):
+    import numpy as np
+
+    from modules.trainer import methods
+    from pipeline import presets
+
+    exp = presets.get(name, "fashion_mnist")
+    prepared = methods.prepare(method_step_throughput.batch_for(exp, np.random.default_rng(0)),
+                               exp)
+    assert prepared["labelled"]["image"].shape[1:] == (32, 32, 3)
+    if exp.unsup_batch_size:
+        assert prepared["unlabelled"]["image"].shape[1:] == (32, 32, 3)
