@@ -342,7 +342,8 @@ def main() -> None:
                       "its learning rate decayed, so below what a run scheduled for that time "
                       "would reach), blank if none yet. Runs that shared their machine with "
                       "other jobs took longer than alone, so their cells are lower bounds.")
-    common.save(f"{table_name()}_targets", tables.targets(rows, time_rows),
+    final_models = frozenset(DEFAULT_PRESETS.split(","))
+    common.save(f"{table_name()}_targets", tables.targets(rows, time_rows, final_models),
                 ["target", "measured", "seeds", "met", "margin"],
                 notes="Medians over the seeds in label_efficiency.md; margin = measured - "
                       "needed, in top-1 points (negative: missed by that much); for the "

@@ -160,6 +160,18 @@ def test_targets_say_by_how_much_they_are_met_or_missed():
     assert all(t["met"] == "" for t in tables.targets([]))
 
 
+def test_the_best_method_is_a_final_model_not_a_stage_a_later_one_fine_tunes():
+    rows = [{"method": m, "labels": "1pct", "seeds": 3, "top1_median": t, "rot_avg_top1": ""}
+            for m, t in (("fixmatch", "86.00"), ("moam_step_2", "87.00"),
+                         ("moam_step_3", "85.50"))]
+    name = "best method at 1pct, top-1 >= 90.0"
+    final = frozenset({"fixmatch", "moam_step_3"})
+    assert {t["target"]: t for t in tables.targets(rows, (), final)}[name]["measured"] == (
+        "86.00 (fixmatch)")
+    assert {t["target"]: t for t in tables.targets(rows)}[name]["measured"] == (
+        "87.00 (moam_step_2)")  # no list of final models: every row competes
+
+
 def test_leads_are_judged_against_the_seed_spread_and_the_paper_order_names_inversions():
     rows = [{"method": m, "labels": "1pct", "seeds": n, "top1_median": t, "top1_spread": d,
              "rot_avg_top1": ""}
