@@ -1,4 +1,5 @@
-"""Feature keys and split names: the one place every other file takes them from.
+"""Feature keys, split names and the serving model's signature names: the one place every
+other file takes them from.
 
 Raw keys follow the TF-slim ImageNet TFRecord layout (docs/original_s4l.md §1.2) with labels
 0-based (normalised once, at ingestion). Transformed keys are free of "/".
@@ -24,6 +25,13 @@ LABELLED_SPLIT = "labelled"
 UNLABELLED_SPLIT = "unlabelled"
 EVAL_SPLIT = "eval"
 SPLITS = (LABELLED_SPLIT, UNLABELLED_SPLIT, EVAL_SPLIT)
+
+# Signatures of the exported serving model (modules/trainer/export.py): the upright
+# prediction, and the logits averaged over the views the classifier trained on.
+SERVING_SIGNATURE = "serving_default"
+AVERAGED_VIEWS_SIGNATURE = "averaged_views"
+# The signature a pseudo-labelling BulkInferrer calls, by `pseudo_label_views`.
+PSEUDO_LABEL_SIGNATURES = {"upright": SERVING_SIGNATURE, "averaged": AVERAGED_VIEWS_SIGNATURE}
 
 # Written next to the split directories of the Examples artifact.
 SPLIT_STATS_FILE = "split_stats.json"

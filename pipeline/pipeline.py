@@ -45,7 +45,7 @@ def eval_config(thresholds: EvalConfig, with_baseline: bool = True) -> tfma.Eval
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -thresholds.max_top1_drop}))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_default",
+        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_SIGNATURE,
                                     label_key=features.LABEL_KEY,
                                     prediction_key="probabilities")],
         slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
@@ -93,12 +93,17 @@ def previous_blessed_baseline(experiment: Experiment, candidate) -> tfx.dsl.Reso
         candidate=candidate)
 
 
-def pseudo_labeller(examples, model, name: str) -> tfx.components.BulkInferrer:
-    """Runs `model`'s serving signature over every split and appends its class logits to each
-    example as PSEUDO_LOGITS_KEY (docs/original_s4l.md §7.1: the centre crop, upright)."""
+def pseudo_labeller(examples, model, name: str,
+                    views: str = "upright") -> tfx.components.BulkInferrer:
+    """Runs `model` over every split and appends its class logits to each example as
+    PSEUDO_LOGITS_KEY: with `views="upright"` its serving signature (docs/original_s4l.md
+    §7.1: the centre crop, upright), with "averaged" the logits averaged over the views its
+    classifier trained on."""
     return tfx.components.BulkInferrer(
         examples=examples, model=model,
         data_spec=tfx.proto.DataSpec(example_splits=list(features.SPLITS)),
+        model_spec=tfx.proto.ModelSpec(
+            model_signature_name=[features.PSEUDO_LABEL_SIGNATURES[views]]),
         output_example_spec=tfx.proto.OutputExampleSpec(output_columns_spec=[
             tfx.proto.OutputColumnsSpec(predict_output=tfx.proto.PredictOutput(
                 output_columns=[tfx.proto.PredictOutputCol(
@@ -174,7 +179,8 @@ def stage_nodes(experiment: Experiment, shared: _SharedInputs,
     nodes: list[Any] = []
     examples = shared.examples
     if experiment.pseudo_labels_from:
-        labeller = pseudo_labeller(examples, models[experiment.pseudo_labels_from], name)
+        labeller = pseudo_labeller(examples, models[experiment.pseudo_labels_from], name,
+                                   experiment.pseudo_label_views)
         nodes.append(labeller)
         examples = labeller.outputs["output_examples"]
     trainer = shared.make_trainer(

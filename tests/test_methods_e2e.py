@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 
 from conftest import write_image_folder
 from modules import features
@@ -88,3 +89,49 @@ def test_bulk_inferrer_appended_pseudo_logits(methods_run):
     example = tf.train.Example.FromString(record.numpy())
     logits = example.features.feature[features.PSEUDO_LOGITS_KEY].float_list.value
     assert len(logits) == 4 and np.all(np.isfinite(logits))
+
+
+def _records(methods_run, component: str, split: str) -> list[bytes]:
+    root = methods_run["out"] / "tfx" / component
+    files = sorted(tf.io.gfile.glob(str(root / "*" / "*" / f"Split-{split}" / "*")))
+    assert files, (component, split)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return [record.numpy() for record in dataset]
+
+
+def test_pseudo_logits_are_the_labellers_upright_prediction(methods_run):
+    # pseudo_labels (pseudo_label_views "upright", the default) took supervised's
+    # serving_default logits for each example it labelled.
+    labelled = _records(methods_run, "BulkInferrer.pseudo_labels", "eval")[:6]
+    appended = [tf.train.Example.FromString(r).features.feature[features.PSEUDO_LOGITS_KEY]
+                .float_list.value for r in labelled]
+    serving = tf.saved_model.load(methods_run["summary"]["stages"]["supervised"]["pushed_to"])
+    original = _records(methods_run, "S4LExampleGen", "eval")
+    by_image = {tf.train.Example.FromString(r).features.feature[features.FILENAME_KEY]
+                .bytes_list.value[0]: r for r in original}
+    names = [tf.train.Example.FromString(r).features.feature[features.FILENAME_KEY]
+             .bytes_list.value[0] for r in labelled]
+    logits = serving.signatures[features.SERVING_SIGNATURE](
+        examples=tf.constant([by_image[name] for name in names]))["logits"]
+    np.testing.assert_allclose(np.array(appended), logits.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_averaged_views_signature_averages_the_views_the_classifier_trained_on(methods_run):
+    # MOAM step 1 trained its classifier on both mirror images and all four turns.
+    stage = methods_run["summary"]["stages"]["moam_step_1"]
+    examples = tf.constant(_records(methods_run, "S4LExampleGen", "eval")[:6])
+    serving = tf.saved_model.load(stage["pushed_to"])
+    averaged = serving.signatures[features.AVERAGED_VIEWS_SIGNATURE](examples=examples)
+    (transform_dir,) = tf.io.gfile.glob(
+        str(methods_run["out"] / "tfx" / "Transform" / "transform_graph" / "*"))
+    output = tft.TFTransformOutput(transform_dir)
+    raw = tf.io.parse_example(examples, {features.IMAGE_KEY: output.raw_feature_spec()[
+        features.IMAGE_KEY]})
+    images = output.transform_raw_features(raw)[features.TRANSFORMED_IMAGE_KEY]
+    module = tf.saved_model.load(os.path.join(stage["hub_module_dir"], "classification"))
+    per_view = np.stack([module(tf.image.rot90(view, k), False).numpy()
+                         for view in (images, tf.image.flip_left_right(images))
+                         for k in range(4)])
+    assert np.ptp(per_view, axis=0).max() > 1e-3  # the views do disagree: the check is real
+    np.testing.assert_allclose(averaged["logits"].numpy(), per_view.mean(axis=0),
+                               rtol=1e-4, atol=1e-4)

@@ -21,6 +21,9 @@ ARCHITECTURES = ("resnet50v2", "resnet_small_v2", "resnet_cifar_v2")
 # How an image reaches image_size x image_size (modules/transform/image_ops.fit_image).
 IMAGE_FITS = ("resize_crop", "zero_pad")
 KERNEL_INITS = ("glorot_uniform", "he_normal")
+# What a pseudo-labelled stage takes from its labeller: its upright prediction, or its logits
+# averaged over the views its classifier trained on (modules/trainer/views.py).
+PSEUDO_LABEL_VIEWS = ("upright", "averaged")
 LR_SCHEDULES = ("piecewise", "cosine")
 # multi_worker: MultiWorkerMirroredStrategy over the machines TF_CONFIG names (docs/scale.md).
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
@@ -100,6 +103,11 @@ class Experiment:
     # images for this one, and the preset whose trained weights initialise this one.
     pseudo_labels_from: str = ""
     init_from: str = ""
+    # With pseudo_labels_from: label each image by the labeller's upright prediction (the
+    # original: the centre view, upright) or by its logits averaged over the views its
+    # classifier trained on (both mirror images where it trained with flip_lr, the four turns
+    # where its classifier trained on turns; the labeller's `averaged_views` signature).
+    pseudo_label_views: str = "upright"
     # Model (spec section 3).
     architecture: str = "resnet50v2"
     filters_factor: int = 4
@@ -301,6 +309,8 @@ class Experiment:
             fail("crop_area_min", "must be in (0, 1]")
         if self.unsup_batch_mult < 0:
             fail("unsup_batch_mult", "must be >= 0")
+        if self.pseudo_label_views not in PSEUDO_LABEL_VIEWS:
+            fail("pseudo_label_views", f"must be one of {', '.join(PSEUDO_LABEL_VIEWS)}")
         if self.kernel_init not in KERNEL_INITS:
             fail("kernel_init", f"must be one of {', '.join(KERNEL_INITS)}")
         if not 0 <= self.bn_momentum < 1:

@@ -2,7 +2,9 @@
 
 * `Format-Serving/`: a SavedModel whose `serving_default` takes serialized tf.Examples [N]
   (the Transform graph runs inside) and returns `probabilities` and `logits`. TFMA,
-  BulkInferrer, Pusher and serving all use it.
+  BulkInferrer, Pusher and serving all use it. Its `averaged_views` signature takes the same
+  input and returns the logits averaged over the views the classifier trained on
+  (modules/trainer/views.py), for a BulkInferrer that pseudo-labels with them.
 * `Format-Hub/classification/`: a TF2 reusable SavedModel (`__call__(images, training)`,
   variables, regularization losses), images [N, H, W, 3] in [-1, 1] -> logits [N, K] (the
   original hub module's `default` output), plus the same as `serving_default`.
@@ -19,10 +21,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from modules import features
-from modules.trainer import training
+from modules.trainer import training, views
 from modules.trainer.training import S4LModel
 
-SERVING_SIGNATURE = "serving_default"
+SERVING_SIGNATURE = features.SERVING_SIGNATURE
 
 
 def hub_dir(serving_model_dir: str) -> str:
@@ -64,14 +66,27 @@ def save_serving_model(model: S4LModel, serving_model_dir: str,
     # Requests need only the image: no label, file name or other metadata.
     raw_spec = {features.IMAGE_KEY: tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
-                 autograph=False)
-    def serve(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    examples_spec = [tf.TensorSpec([None], tf.string, name="examples")]
+
+    def images(serialized: tf.Tensor) -> tf.Tensor:
         transformed = servable.tft_layer(tf.io.parse_example(serialized, raw_spec))
-        logits = model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False)["classes"]
+        return transformed[features.TRANSFORMED_IMAGE_KEY]
+
+    @tf.function(input_signature=examples_spec, autograph=False)
+    def serve(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = model(images(serialized), training=False)["classes"]
         return {"probabilities": tf.nn.softmax(logits), "logits": logits}
 
-    tf.saved_model.save(servable, serving_model_dir, signatures={SERVING_SIGNATURE: serve})
+    @tf.function(input_signature=examples_spec, autograph=False)
+    def serve_averaged(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = views.average(
+            model(views.make_views(images(serialized), model.exp), training=False)["classes"],
+            model.exp)
+        return {"probabilities": tf.nn.softmax(logits), "logits": logits}
+
+    tf.saved_model.save(servable, serving_model_dir,
+                        signatures={SERVING_SIGNATURE: serve,
+                                    features.AVERAGED_VIEWS_SIGNATURE: serve_averaged})
 
 
 def _hub_module(forward: tf.types.experimental.PolymorphicFunction, output: str,

@@ -238,6 +238,9 @@ def _experiment_rows(experiment: dict[str, Any], stats: dict[str, Any]) -> list[
                 "pseudo_labels_from", "init_from", "seed"):
         if experiment.get(key) not in (None, ""):
             rows.append((key, _esc(experiment[key])))
+    if experiment.get("pseudo_labels_from"):
+        rows.append(("pseudo_label_views", _esc(experiment.get("pseudo_label_views",
+                                                                 "upright"))))
     return rows
 
 

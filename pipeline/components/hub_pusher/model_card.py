@@ -89,6 +89,8 @@ def build_card(*, model_name: str, version: str, published_at: str, source_model
             "architecture": experiment.get("architecture"),
             "filters_factor": experiment.get("filters_factor"),
             "pseudo_labels_from": experiment.get("pseudo_labels_from") or None,
+            "pseudo_label_views": (experiment.get("pseudo_label_views", "upright")
+                                   if experiment.get("pseudo_labels_from") else None),
             "init_from": experiment.get("init_from") or None,
             "schedule_epochs": experiment.get("schedule_epochs"),
             "precision": experiment.get("precision"),
@@ -186,7 +188,8 @@ def render_markdown(card: dict[str, Any], version_dir: str) -> str:
         f"* exported weights: {_value(method['exported_weights'])}",
     ]
     if method["pseudo_labels_from"]:
-        lines.append(f"* trained on pseudo-labels from stage {_code(method['pseudo_labels_from'])}")
+        lines.append(f"* trained on pseudo-labels from stage {_code(method['pseudo_labels_from'])}"
+                     f" ({_value(method['pseudo_label_views'])} views)")
     if method["init_from"]:
         lines.append(f"* initialised from stage {_code(method['init_from'])}")
     lines += [
