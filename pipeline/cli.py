@@ -136,9 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--batch_size", type=int, default=None, help="Labelled batch size B.")
     model.add_argument("--eval_batch_size", type=int, default=None)
     model.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="FIELD=VALUE",
+                       metavar="[STAGE.]FIELD=VALUE",
                        help="Override any experiment field, e.g. --set weight_decay=5e-4 "
-                            "--set losses=supervised:1.0 (repeatable).")
+                            "--set losses=supervised:1.0 (repeatable); every stage's, or "
+                            "with a stage name one stage's only, e.g. --set "
+                            "moam_step_2.pseudo_label_views=averaged.")
     model.add_argument("--strategy", choices=STRATEGIES, default=None,
                        help="Distribution strategy of the Trainer (multi_worker: several "
                             "machines from TF_CONFIG, docs/scale.md).")
@@ -248,7 +250,23 @@ def make_experiments(args: argparse.Namespace, num_classes: int, source=None) ->
     for name in args.method or args.preset:
         for exp in presets.stages(name, dataset=dataset, labels=labels):
             stages.setdefault(exp.name, exp)
+    for stage in parse_overrides(args.overrides):
+        if stage and stage not in stages:
+            raise CliError(f"--set {stage}.…: no stage {stage!r} in this run; its stages: "
+                           f"{', '.join(stages)}")
     return [apply_args(exp, args, dataset, num_classes) for exp in stages.values()]
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """`--set [STAGE.]FIELD=VALUE` items -> {stage name or "" (every stage): {field: value}}."""
+    overrides: dict[str, dict[str, str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise CliError(f"--set expects [STAGE.]FIELD=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        stage, _, field = key.strip().rpartition(".")
+        overrides.setdefault(stage, {})[field] = value.strip()
+    return overrides
 
 
 def apply_args(exp, args: argparse.Namespace, dataset: str, num_classes: int):
@@ -266,13 +284,10 @@ def apply_args(exp, args: argparse.Namespace, dataset: str, num_classes: int):
     if args.label_map or dataset != "imagenet" or args.source != "imagenet_tfrecords":
         changes["num_labelled_examples"] = 0  # Counted from the data.
     exp = exp.replace(**changes)
-    overrides = {}
-    for item in args.overrides:
-        if "=" not in item:
-            raise CliError(f"--set expects FIELD=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = value.strip()
-    return exp.with_overrides(overrides)  # validated with the stages, in prepare()
+    # Every stage's overrides first, then this stage's own (a stage's setting wins).
+    overrides = parse_overrides(args.overrides)
+    own = overrides.get(exp.name, {})
+    return exp.with_overrides(overrides.get("", {})).with_overrides(own)  # validated in prepare()
 
 
 def make_data_config(args: argparse.Namespace, source, num_classes: int) -> DataConfig:

@@ -117,3 +117,20 @@ def test_label_map_contents_are_in_the_cache_key(image_folder, tmp_path):
     first = cli.make_data_config(args, source, 4).fingerprint
     label_map.write_text('{"values": ["train_1_0.png"]}')  # same size, same path
     assert cli.make_data_config(args, source, 4).fingerprint != first
+
+
+def test_set_with_a_stage_name_changes_that_stage_only():
+    args = cli.build_parser().parse_args([
+        "--preset", "moam_step_3", "--labels", "1pct", "--set", "weight_decay=1e-4",
+        "--set", "moam_step_2.pseudo_label_views=averaged", "--set", "moam_step_3.lr=0.002"])
+    stages = {exp.name: exp for exp in cli.make_experiments(args, num_classes=10)}
+    assert [stages[n].pseudo_label_views for n in stages] == ["upright", "averaged", "upright"]
+    assert [stages[n].weight_decay for n in stages] == [1e-4] * 3
+    assert stages["moam_step_3"].lr == 0.002
+    assert stages["moam_step_1"].lr == stages["moam_step_2"].lr != 0.002
+
+
+def test_set_naming_a_stage_the_run_does_not_have_fails():
+    args = cli.build_parser().parse_args(["--preset", "supervised", "--set", "vat.lr=1"])
+    with pytest.raises(cli.CliError, match="no stage 'vat' in this run; its stages: supervised"):
+        cli.make_experiments(args, num_classes=10)
