@@ -135,3 +135,19 @@ def test_averaged_views_signature_averages_the_views_the_classifier_trained_on(m
     assert np.ptp(per_view, axis=0).max() > 1e-3  # the views do disagree: the check is real
     np.testing.assert_allclose(averaged["logits"].numpy(), per_view.mean(axis=0),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_pseudo_label_views_benchmark_agrees_with_the_bulk_inferrer(methods_run):
+    from benchmarks import pseudo_label_views
+
+    rows = {row["views"]: row for row in pseudo_label_views.measure(
+        str(methods_run["out"]), "moam_step_1")}
+    assert rows["mirror pair x four turns"]["is_averaged_views"] == "yes"
+    assert [rows[v]["count"] for v in pseudo_label_views.VIEW_SETS] == [1, 2, 4, 8]
+    # moam_step_2 (upright views) trained on the argmax of these logits.
+    labelled = [tf.train.Example.FromString(r).features.feature for r in _records(
+        methods_run, "BulkInferrer.moam_step_2", "unlabelled")]
+    right = [np.argmax(f[features.PSEUDO_LOGITS_KEY].float_list.value)
+             == f[features.LABEL_KEY].int64_list.value[0] for f in labelled]
+    assert rows["upright"]["images"] == len(right) == 96
+    assert rows["upright"]["top1"] == round(100 * np.mean(right), 2)
