@@ -12,8 +12,9 @@ before any test image is read.
   .venv/bin/python benchmarks/pseudo_label_views.py \
       --run_dir runs/label_efficiency_validation/1pct-seed0 --stage moam_fixmatch_step_1
 
-RUN_DIR is a pipeline's --output_dir; the latest ExampleGen, Transform and the stage's
-Trainer outputs under RUN_DIR/tfx are read. Writes results/pseudo_label_views.json and .md
+RUN_DIR is a pipeline's --output_dir: the examples and the stage's model are those its
+summary.json names (the last finished run), the Transform graph the one ML Metadata records
+for that run. Writes results/pseudo_label_views.json and .md
 (`--name` to change).
 """
 
@@ -36,6 +37,8 @@ import tensorflow_transform as tft  # noqa: E402
 from benchmarks import common  # noqa: E402
 from modules import features  # noqa: E402
 from modules.trainer import experiment, views  # noqa: E402
+from pipeline import layout  # noqa: E402
+from pipeline.reporting import run_summary  # noqa: E402
 
 COLUMNS = ["labeller", "views", "count", "top1", "images", "is_averaged_views"]
 # View sets: (mirror images, turns) of each image whose class logits are averaged.
@@ -43,27 +46,32 @@ VIEW_SETS = {"upright": (False, False), "mirror pair": (True, False),
              "four turns": (False, True), "mirror pair x four turns": (True, True)}
 
 
-def _latest(pattern: str) -> str:
-    """The artifact directory with the highest execution id that matches `pattern`."""
-    found = sorted(glob.glob(pattern), key=lambda path: int(os.path.basename(path)))
-    if not found:
-        raise FileNotFoundError(f"nothing matches {pattern} (did that component run?)")
-    return found[-1]
+def _run_outputs(run_dir: str, stage: str) -> tuple[dict, str]:
+    """(the stage's entry of RUN_DIR/summary.json, the run's Transform graph directory)."""
+    path = os.path.join(run_dir, "summary.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no summary.json (did the run finish?)")
+    with open(path) as f:
+        summary = json.load(f)
+    if stage not in summary.get("stages", {}):
+        raise ValueError(f"{path}: no stage {stage!r}; stages: {', '.join(summary['stages'])}")
+    transform_dir = run_summary.latest_output_uri(summary["metadata"], summary["pipeline_name"],
+                                                  layout.TRANSFORM, "transform_graph")
+    if not transform_dir:
+        raise FileNotFoundError(f"{summary['metadata']}: no Transform output recorded")
+    return summary["stages"][stage], transform_dir
 
 
 def measure(run_dir: str, stage: str, batch_size: int = 500) -> list[dict]:
     """One row per view set: the share of unlabelled images whose averaged logits' argmax is
     the stored label."""
-    tfx_root = os.path.join(run_dir, "tfx")
-    model_dir = _latest(os.path.join(tfx_root, f"Trainer.{stage}", "model", "*"))
-    record_path = _latest(os.path.join(tfx_root, f"Trainer.{stage}", "model_run", "*"))
-    with open(os.path.join(record_path, features.RUN_RECORD_FILE)) as f:
-        exp = experiment.Experiment.from_dict(json.load(f)["experiment"])
-    transform = tft.TFTransformOutput(
-        _latest(os.path.join(tfx_root, "Transform", "transform_graph", "*")))
-    examples = _latest(os.path.join(tfx_root, "S4LExampleGen", "examples", "*"))
-    files = sorted(glob.glob(os.path.join(examples, f"Split-{features.UNLABELLED_SPLIT}", "*")))
-    module = tf.saved_model.load(os.path.join(model_dir, "Format-Hub", "classification"))
+    outputs, transform_dir = _run_outputs(run_dir, stage)
+    exp = experiment.Experiment.from_dict(common.training_record(outputs)["experiment"])
+    transform = tft.TFTransformOutput(transform_dir)
+    files = sorted(glob.glob(os.path.join(outputs["examples_dir"],
+                                          f"Split-{features.UNLABELLED_SPLIT}", "*")))
+    module = tf.saved_model.load(os.path.join(outputs["model_dir"], "Format-Hub",
+                                              "classification"))
     layer = transform.transform_features_layer()
     raw_spec = transform.raw_feature_spec()
     right = dict.fromkeys(VIEW_SETS, 0)

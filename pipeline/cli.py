@@ -250,11 +250,12 @@ def make_experiments(args: argparse.Namespace, num_classes: int, source=None) ->
     for name in args.method or args.preset:
         for exp in presets.stages(name, dataset=dataset, labels=labels):
             stages.setdefault(exp.name, exp)
-    for stage in parse_overrides(args.overrides):
+    overrides = parse_overrides(args.overrides)
+    for stage in overrides:
         if stage and stage not in stages:
             raise CliError(f"--set {stage}.…: no stage {stage!r} in this run; its stages: "
                            f"{', '.join(stages)}")
-    return [apply_args(exp, args, dataset, num_classes) for exp in stages.values()]
+    return [apply_args(exp, args, dataset, num_classes, overrides) for exp in stages.values()]
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -269,7 +270,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     return overrides
 
 
-def apply_args(exp, args: argparse.Namespace, dataset: str, num_classes: int):
+def apply_args(exp, args: argparse.Namespace, dataset: str, num_classes: int,
+               overrides: dict[str, dict[str, str]]):
     changes = {"seed": args.seed, "num_classes": num_classes}
     if args.train_epochs is not None:
         factor = args.train_epochs / exp.schedule_epochs[-1]
@@ -285,7 +287,6 @@ def apply_args(exp, args: argparse.Namespace, dataset: str, num_classes: int):
         changes["num_labelled_examples"] = 0  # Counted from the data.
     exp = exp.replace(**changes)
     # Every stage's overrides first, then this stage's own (a stage's setting wins).
-    overrides = parse_overrides(args.overrides)
     own = overrides.get(exp.name, {})
     return exp.with_overrides(overrides.get("", {})).with_overrides(own)  # validated in prepare()
 

@@ -24,6 +24,7 @@ HUB_PUSHER = "HubPusher"
 BULK_INFERRER = "BulkInferrer"
 BASELINE_RESOLVER = "baseline_resolver"
 EXAMPLE_GEN = "S4LExampleGen"
+TRANSFORM = "Transform"
 
 
 def stage_node_id(component: str, stage: str) -> str:

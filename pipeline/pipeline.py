@@ -152,7 +152,7 @@ def transform_node(examples, schema, experiments: Sequence[Experiment], *,
         custom_config={"image_size": image_size, "resize_size": resize_size,
                        "image_fit": image_fit,
                        code_version.CUSTOM_CONFIG_KEY: code_version.transform_version()},
-        preprocessing_fn=PREPROCESSING_FN)
+        preprocessing_fn=PREPROCESSING_FN).with_id(layout.TRANSFORM)
 
 
 @dataclasses.dataclass(frozen=True)

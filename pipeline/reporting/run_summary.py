@@ -49,14 +49,25 @@ def _latest_outputs(store: metadata_store.MetadataStore, pipeline_name: str, nod
     return outputs
 
 
+def _read_only_store(metadata_path: str) -> metadata_store.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def latest_output_uri(metadata_path: str, pipeline_name: str, node_id: str,
+                      key: str) -> str | None:
+    """Where the newest execution of a node wrote its `key` output, or None."""
+    outputs = _latest_outputs(_read_only_store(metadata_path), pipeline_name, node_id)
+    return outputs[key][0].uri if outputs.get(key) else None
+
+
 def summarize(metadata_path: str, pipeline_name: str, model_name: str,
               num_classes: int = 0) -> dict[str, Any]:
     """The summary of the latest run of `pipeline_name` recorded in `metadata_path`
     (`num_classes`: the run's, for the label checks; default: split_stats' class count)."""
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    store = _read_only_store(metadata_path)
     examples = (_latest_outputs(store, pipeline_name, layout.EXAMPLE_GEN).get("examples")
                 or _latest_outputs(store, pipeline_name, imported_examples.IMPORTER_ID)
                 .get("result", []))
