@@ -38,7 +38,8 @@ _METHOD_FIELDS = {"vat": ("vat_", "apply_vat"), "exemplar": ("exemplar_", "tripl
 # compared with this value (a field not named here counts as changed where it is read).
 _BEFORE_FIELD = {"kernel_init": "glorot_uniform", "vat_exact_eps": False,
                  "exemplar_mining_images": 0, "rotation_classify_turns": True,
-                 "exemplar_classify_crops": True, "pseudo_label_views": "upright"}
+                 "exemplar_classify_crops": True, "pseudo_label_views": "upright",
+                 "labelled_augment": "weak"}
 
 
 def _changed(now: dict, then: dict, ignore: set[str]) -> list[str]:

@@ -68,7 +68,7 @@ def _records(files: list[str] | tf.Tensor, num_files: int | None = None) -> tf.d
 def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
                     cache: bool, count: int, start_batch: int = 0,
                     parse: Callable[[tf.Tensor], dict] | None = None,
-                    strong: bool = False,
+                    strong: bool = False, strong_only: bool = False,
                     input_context: tf.distribute.InputContext | None = None
                     ) -> tf.data.Dataset:
     """Repeating, shuffled, augmented batches of {"image": [B, S, S, 3], "label": [B]}.
@@ -80,7 +80,8 @@ def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
     pass's records to find its place.
 
     `parse` maps a serialized example to {IMAGE_KEY, LABEL_KEY} (default: read both).
-    With `strong`, elements also hold "strong": FixMatch's strong view of each image.
+    With `strong`, elements also hold "strong": FixMatch's strong view of each image; with
+    `strong_only`, "image" is that strong view (`Experiment.labelled_augment="strong"`).
     With `input_context` (multi-worker training), the stream is this worker's share of it:
     worker w of W keeps the w-th of the W equal slices of every global batch, batched per
     replica, so the workers together train on exactly the global batches; each worker still
@@ -122,9 +123,12 @@ def training_stream(pattern: str, batch_size: int, exp: Experiment, seed: int,
         element_seed = tf.stack([tf.constant(seed, tf.int64), position])
         weak_seed, strong_seed = tf.unstack(
             tf.random.experimental.stateless_split(element_seed, num=2))
-        out = {"image": augment.train_preprocess(
-                   record[features.IMAGE_KEY], weak_seed if strong else element_seed, exp),
-               "label": tf.cast(record[features.LABEL_KEY], tf.int32)}
+        if strong_only:
+            image = augment.strong_preprocess(record[features.IMAGE_KEY], element_seed, exp)
+        else:
+            image = augment.train_preprocess(
+                record[features.IMAGE_KEY], weak_seed if strong else element_seed, exp)
+        out = {"image": image, "label": tf.cast(record[features.LABEL_KEY], tf.int32)}
         if strong:
             out["strong"] = augment.strong_preprocess(record[features.IMAGE_KEY],
                                                       strong_seed, exp)
@@ -157,7 +161,7 @@ def train_dataset(train_patterns: list[str], exp: Experiment, start_step: int = 
     streams = {"labelled": training_stream(
         labelled_pattern, exp.batch_size, exp, exp.seed, exp.cache_labelled,
         count_examples(labelled_pattern, features.SPLITS[0]), start_step,
-        input_context=input_context)}
+        strong_only=exp.labelled_augment == "strong", input_context=input_context)}
     if exp.unsup_batch_size > 0:
         streams["unlabelled"] = training_stream(
             unlabelled_pattern, exp.unsup_batch_size, exp, exp.seed + 1, cache=False,
@@ -206,7 +210,9 @@ def pseudo_label_dataset(train_patterns: list[str], exp: Experiment, start_step:
     stream = training_stream(unlabelled_pattern, exp.batch_size, exp, exp.seed,
                              exp.cache_labelled, count_examples(unlabelled_pattern,
                                                                 features.SPLITS[1]),
-                             start_step, parse=parse, input_context=input_context)
+                             start_step, parse=parse,
+                             strong_only=exp.labelled_augment == "strong",
+                             input_context=input_context)
     return tf.data.Dataset.zip({"labelled": stream}).prefetch(_AUTOTUNE)
 
 

@@ -24,6 +24,7 @@ KERNEL_INITS = ("glorot_uniform", "he_normal")
 # What a pseudo-labelled stage takes from its labeller: its upright prediction, or its logits
 # averaged over the views its classifier trained on (modules/trainer/views.py).
 PSEUDO_LABEL_VIEWS = ("upright", "averaged")
+LABELLED_AUGMENTS = ("weak", "strong")
 LR_SCHEDULES = ("piecewise", "cosine")
 # multi_worker: MultiWorkerMirroredStrategy over the machines TF_CONFIG names (docs/scale.md).
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
@@ -108,6 +109,10 @@ class Experiment:
     # classifier trained on (both mirror images where it trained with flip_lr, the four turns
     # where its classifier trained on turns; the labeller's `averaged_views` signature).
     pseudo_label_views: str = "upright"
+    # The labelled stream's augmentation: "weak" (the preset's crop and flip) or "strong"
+    # (those, then the `strong_ops` RandAugment-style ops and Cutout of FixMatch's strong
+    # view): a noised student, as Noisy Student trains on its teacher's pseudo-labels.
+    labelled_augment: str = "weak"
     # Model (spec section 3).
     architecture: str = "resnet50v2"
     filters_factor: int = 4
@@ -311,6 +316,10 @@ class Experiment:
             fail("unsup_batch_mult", "must be >= 0")
         if self.pseudo_label_views not in PSEUDO_LABEL_VIEWS:
             fail("pseudo_label_views", f"must be one of {', '.join(PSEUDO_LABEL_VIEWS)}")
+        if self.labelled_augment not in LABELLED_AUGMENTS:
+            fail("labelled_augment", f"must be one of {', '.join(LABELLED_AUGMENTS)}")
+        if self.labelled_augment == "strong" and "exemplar" in self.losses:
+            fail("labelled_augment", "must be weak for exemplar (its patches are its views)")
         if self.kernel_init not in KERNEL_INITS:
             fail("kernel_init", f"must be one of {', '.join(KERNEL_INITS)}")
         if not 0 <= self.bn_momentum < 1:

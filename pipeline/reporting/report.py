@@ -235,7 +235,7 @@ def _experiment_rows(experiment: dict[str, Any], stats: dict[str, Any]) -> list[
     if experiment.get("lr") is not None:
         rows.append(("learning rate", _esc(_learning_rate(experiment))))
     for key in ("weight_decay", "architecture", "filters_factor", "precision",
-                "pseudo_labels_from", "init_from", "seed"):
+                "labelled_augment", "pseudo_labels_from", "init_from", "seed"):
         if experiment.get(key) not in (None, ""):
             rows.append((key, _esc(experiment[key])))
     if experiment.get("pseudo_labels_from"):

@@ -3,11 +3,12 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import class_image, encode
 from modules import features
-from modules.trainer import data, experiment, export, training
+from modules.trainer import augment, data, experiment, export, training
 
 
 def _example(name, label, logits=None):
@@ -75,3 +76,40 @@ def test_warm_start_loads_the_saved_weights(tmp_path):
     fresh = training.build_model(exp)
     assert not np.allclose(fresh.trainable_variables[0].numpy(),
                            source.trainable_variables[0].numpy())
+
+
+@pytest.mark.parametrize("labeller", ["supervised", ""])
+def test_a_strong_student_trains_on_each_image_s_strong_view(tmp_path, labeller):
+    # labelled_augment="strong" (a noised student): element i's image is FixMatch's strong
+    # view of record i with the stream's seed for i, and the labels are unchanged; on
+    # pseudo-labels (every training image) and on the labelled split alone.
+    records = [_example(name, label, list(np.eye(4)[label] * 5))
+               for name, label in {"a": 3, "b": 0, "c": 2, "d": 1}.items()]
+    _write(str(tmp_path / "Split-labelled" / "l.gz"), records if not labeller else records[:1])
+    _write(str(tmp_path / "Split-unlabelled" / "u.gz"), records)
+    patterns = [str(tmp_path / "Split-labelled" / "*"), str(tmp_path / "Split-unlabelled" / "*")]
+    weak = experiment.for_dataset("synthetic").replace(
+        num_classes=4, batch_size=4, shuffle_buffer=1, pseudo_labels_from=labeller,
+        unsup_batch_mult=0.0)
+    strong = weak.replace(labelled_augment="strong")
+    strong.validate()
+    stream = data.pseudo_label_dataset if labeller else data.train_dataset
+    batches = {exp.labelled_augment: next(iter(stream(patterns, exp))) for exp in (weak, strong)}
+    assert (batches["weak"]["labelled"]["label"].numpy().tolist()
+            == batches["strong"]["labelled"]["label"].numpy().tolist() == [3, 0, 2, 1])
+    for i, record in enumerate(records):
+        encoded = tf.io.parse_single_example(record, {features.IMAGE_KEY: tf.io.FixedLenFeature(
+            [], tf.string)})[features.IMAGE_KEY]
+        expected = augment.strong_preprocess(encoded, tf.constant([strong.seed, i], tf.int64),
+                                             strong)
+        np.testing.assert_allclose(batches["strong"]["labelled"]["image"][i], expected)
+    assert not np.allclose(batches["strong"]["labelled"]["image"],
+                           batches["weak"]["labelled"]["image"])
+
+
+def test_labelled_augment_is_checked():
+    exp = experiment.for_dataset("synthetic")
+    with pytest.raises(ValueError, match="labelled_augment"):
+        exp.replace(labelled_augment="noisy").validate()
+    with pytest.raises(ValueError, match="labelled_augment"):
+        exp.replace(losses={"exemplar": 1.0}, labelled_augment="strong").validate()

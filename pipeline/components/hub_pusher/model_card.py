@@ -92,6 +92,7 @@ def build_card(*, model_name: str, version: str, published_at: str, source_model
             "pseudo_label_views": (experiment.get("pseudo_label_views", "upright")
                                    if experiment.get("pseudo_labels_from") else None),
             "init_from": experiment.get("init_from") or None,
+            "labelled_augment": experiment.get("labelled_augment", "weak"),
             "schedule_epochs": experiment.get("schedule_epochs"),
             "precision": experiment.get("precision"),
             "exported_weights": (run_record or {}).get("exported_weights"),
@@ -192,6 +193,9 @@ def render_markdown(card: dict[str, Any], version_dir: str) -> str:
                      f" ({_value(method['pseudo_label_views'])} views)")
     if method["init_from"]:
         lines.append(f"* initialised from stage {_code(method['init_from'])}")
+    if method["labelled_augment"] == "strong":
+        lines.append("* trained on strong views (RandAugment-style ops and Cutout) of its "
+                     "labelled images")
     lines += [
         "",
         "## Data",
