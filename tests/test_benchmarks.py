@@ -340,9 +340,25 @@ def test_run_summaries_reads_a_finished_run_and_names_a_missing_one(tmp_path, ca
     assert run_summaries.row(str(tmp_path / "run")) == {
         "run": "run", "model": "s4l_rotation", "labelled": 6000, "epochs": 333.0, "steps": 2997,
         "inception_crop": False, "top1": "84.36", "top5": "99.46", "rot_avg_top1": "65.50",
-        "wall_min": 17.2, "command": "beam_runner.py"}
+        "stages_top1": "", "wall_min": 17.2, "command": "beam_runner.py"}
     assert run_summaries.main([str(tmp_path / "absent")]) == 2
     assert "absent/summary.json: no summary.json" in capsys.readouterr().err
+
+
+def test_run_summaries_reads_a_kept_summary_and_lists_every_stage(tmp_path, capsys):
+    from benchmarks import run_summaries
+
+    stages = {"moam_step_1": {"top1": 0.86}, "moam_step_2": {"top1": 0.8868},
+              "moam_step_3": {"top1": 0.8818}}
+    (tmp_path / "1pct-seed0").mkdir()
+    (tmp_path / "1pct-seed0" / "summary-averaged.json").write_text(json.dumps(
+        {"model": "moam_step_3", "top1": 0.8818, "top5": 0.99, "stages": stages,
+         "experiment": {"schedule_epochs": [1, 30]}}))
+    got = run_summaries.row(str(tmp_path / "1pct-seed0" / "summary-averaged.json"))
+    assert got["run"] == "1pct-seed0/averaged"
+    assert got["stages_top1"] == "moam_step_1 86.00; moam_step_2 88.68; moam_step_3 88.18"
+    assert run_summaries.main([str(tmp_path / "1pct-seed0" / "summary-gone.json")]) == 2
+    assert "summary-gone.json: no such summary file" in capsys.readouterr().err
 
 
 def _finished_run(path, top1: float) -> None:
