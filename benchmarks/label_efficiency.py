@@ -22,6 +22,14 @@ time of every network a method trained, whichever run trained it.
       --labels 10pct --seeds 0            # run what is missing, then print the table
   .venv/bin/python benchmarks/label_efficiency.py --table_only
 
+A variant of the grid (a recipe change measured before it becomes the presets' default) runs
+the same cells with `--set` overrides, in the same pipeline roots (so the stages the variant
+leaves alone come from the cache), into its own results and tables,
+results/label_efficiency[_validation]_<variant>:
+
+  .venv/bin/python benchmarks/label_efficiency.py --variant strong \
+      --set labelled_augment=strong --presets supervised --labels 1pct
+
 Reported per run: the final model's TFMA top-1/top-5 (never a best-ever value), the median
 of the last three in-training evaluations where the preset evaluates during training, wall
 time and training images per second (network images, `methods.images_per_labelled_image`,
@@ -57,6 +65,8 @@ DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_rotation_upright,s4l_exemplar,"
                    "moam_fixmatch_step_3")
 # Set by --validation_images: evaluate on held-out training images, results apart.
 VALIDATION = {"images": 0}
+# Set by --variant and --set: the grid with overrides, results apart.
+VARIANT: dict = {"name": "", "overrides": ()}
 
 
 def use_validation(images: int) -> None:
@@ -65,11 +75,23 @@ def use_validation(images: int) -> None:
     VALIDATION["images"] = images
     if images:
         RUNS_DIR = os.path.join(REPO, "runs", "label_efficiency_validation")
-        RESULTS = os.path.join(common.RESULTS_DIR, "label_efficiency_validation")
+    RESULTS = os.path.join(common.RESULTS_DIR, table_name())
+
+
+def use_variant(name: str, overrides: list[str]) -> None:
+    """Runs the cells with `overrides` (`--set` items) and keeps their results apart."""
+    global RESULTS
+    if bool(name) != bool(overrides):
+        raise ValueError("--variant and --set go together: name the variant its overrides make")
+    if name and not name.replace("_", "").isalnum():
+        raise ValueError(f"--variant {name!r}: use letters, digits and underscores")
+    VARIANT.update(name=name, overrides=tuple(overrides))
+    RESULTS = os.path.join(common.RESULTS_DIR, table_name())
 
 
 def table_name() -> str:
-    return "label_efficiency_validation" if VALIDATION["images"] else "label_efficiency"
+    name = "label_efficiency_validation" if VALIDATION["images"] else "label_efficiency"
+    return f"{name}_{VARIANT['name']}" if VARIANT["name"] else name
 
 
 def result_path(preset: str, labels: str, seed: int) -> str:
@@ -105,7 +127,8 @@ def run_dir(labels: str, seed: int) -> str:
 
 def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str]:
     """`beam_runner.py`'s arguments for one cell of the table."""
-    args = [*experiments.cell_flags(preset, labels, seed), "--output_dir", run_dir(labels, seed),
+    args = [*experiments.cell_flags(preset, labels, seed, VARIANT["overrides"]),
+            "--output_dir", run_dir(labels, seed),
             "--pipeline_name", f"le-{labels}-{seed}", "--min_top1", "0"]
     if VALIDATION["images"]:
         args += ["--validation_images", str(VALIDATION["images"])]
@@ -115,7 +138,11 @@ def runner_args(preset: str, labels: str, seed: int, data_path: str) -> list[str
 def _summary_copy(preset: str, labels: str, seed: int) -> str:
     """Where a run's summary.json is kept (the shared root's own is overwritten by the next
     run), for `refresh`."""
-    return os.path.join(run_dir(labels, seed), f"summary-{preset}.json")
+    return os.path.join(run_dir(labels, seed), _summary_name(preset, VARIANT["name"]))
+
+
+def _summary_name(preset: str, variant: str) -> str:
+    return f"summary-{preset}-{variant}.json" if variant else f"summary-{preset}.json"
 
 
 def _trained_before(stage: dict, start: float) -> bool:
@@ -164,6 +191,7 @@ def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     final = rows[-1]
     exp = summary["experiment"]
     result = {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": round(wall, 1),
+              "variant": VARIANT["name"], "overrides": list(VARIANT["overrides"]),
               "command": " ".join(command[1:]), "stages": rows,
               "top1": final["top1"], "top5": final["top5"],
               "experiment": exp,
@@ -182,7 +210,7 @@ def _summary_of(result: dict) -> str | None:
     if "--output_dir" not in command:
         return None
     out = command[command.index("--output_dir") + 1]
-    copy = os.path.join(out, f"summary-{result['preset']}.json")
+    copy = os.path.join(out, _summary_name(result["preset"], result.get("variant", "")))
     if os.path.exists(copy):
         return copy
     # A shared root's summary.json belongs to whichever cell ran last: only an old
@@ -284,7 +312,17 @@ def main() -> None:
     parser.add_argument("--validation_images", type=int, default=0,
                         help="Tune: evaluate on this many held-out training images, not the "
                              "test set; results go to results/label_efficiency_validation/.")
+    parser.add_argument("--variant", default="",
+                        help="Name of a variant of the grid (with --set): its results go to "
+                             "results/label_efficiency[_validation]_<variant>/.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="[STAGE.]FIELD=VALUE",
+                        help="The variant's overrides, as beam_runner.py takes them.")
     args = parser.parse_args()
+    try:
+        use_variant(args.variant, args.overrides)
+    except ValueError as e:
+        parser.error(str(e))
     use_validation(args.validation_images)
     if args.refresh:
         refresh()
@@ -323,8 +361,11 @@ def main() -> None:
         print(f"not run yet: {missing}")
     evaluated_on = (f"{VALIDATION['images']:,} held-out training images (validation)"
                     if VALIDATION["images"] else "Fashion-MNIST test set (10,000 images)")
+    variant = (f" Variant {VARIANT['name']}: every cell with "
+               + " ".join(f"--set {item}" for item in VARIANT["overrides"]) + "."
+               if VARIANT["name"] else "")
     notes = (f"{evaluated_on}; final models, TFMA; per-run files in "
-             f"results/{table_name()}/." + gaps)
+             f"results/{table_name()}/." + variant + gaps)
     common.save(table_name(), rows,
                 ["method", "labels", "seeds", "top1_median", "top1_mean", "top1_spread",
                  "top5_median", "median_last3_top1", "rot_avg_top1", "epochs", "train_min",

@@ -8,26 +8,33 @@ import json
 FRACTION = {"1pct": 0.01, "10pct": 0.1}
 
 
-def cell_flags(preset: str, labels: str, seed: int) -> list[str]:
-    """The command-line flags that define the experiment of one cell."""
-    return ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
-            "--labels", labels, "--seed", str(seed)]
+def cell_flags(preset: str, labels: str, seed: int, overrides: tuple[str, ...] = ()
+               ) -> list[str]:
+    """The command-line flags that define the experiment of one cell (`overrides`: a
+    variant's `--set [STAGE.]FIELD=VALUE` items)."""
+    flags = ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
+             "--labels", labels, "--seed", str(seed)]
+    for item in overrides:
+        flags += ["--set", item]
+    return flags
 
 
-def expected_experiments(preset: str, labels: str, seed: int) -> dict[str, dict]:
+def expected_experiments(preset: str, labels: str, seed: int,
+                         overrides: tuple[str, ...] = ()) -> dict[str, dict]:
     """Every stage's experiment that a run of the cell would use now, by stage name."""
     from pipeline import cli, presets
 
     if preset not in presets.PRESETS:  # checked here: argparse would exit instead
         raise ValueError(f"unknown preset {preset!r}")
-    args = cli.build_parser().parse_args(cell_flags(preset, labels, seed))
+    args = cli.build_parser().parse_args(cell_flags(preset, labels, seed, overrides))
     return {exp.name: json.loads(json.dumps(exp.to_dict()))
             for exp in cli.make_experiments(args, num_classes=10)}
 
 
-def expected_experiment(preset: str, labels: str, seed: int) -> dict:
+def expected_experiment(preset: str, labels: str, seed: int,
+                        overrides: tuple[str, ...] = ()) -> dict:
     """The final stage's experiment that a run of the cell would use now."""
-    return list(expected_experiments(preset, labels, seed).values())[-1]
+    return list(expected_experiments(preset, labels, seed, overrides).values())[-1]
 
 
 # Fields that do not change the trained model, and fields that only some methods read.
@@ -55,7 +62,8 @@ def stale_fields(result: dict) -> list[str]:
     """Fields of the recorded run's experiment that the preset now sets differently (a field
     the record lacks counts, unless the method does not read it), then those of the stages it
     builds on, as "stage.field" (a changed MOAM step 1 makes steps 2 and 3 stale too)."""
-    now = expected_experiments(result["preset"], result["labels"], result["seed"])
+    now = expected_experiments(result["preset"], result["labels"], result["seed"],
+                               tuple(result.get("overrides", ())))
     changed = _changed(list(now.values())[-1], result.get("experiment", {}), set())
     for row in result.get("stages", [])[:-1]:
         if not row.get("experiment"):  # results written before stages recorded theirs

@@ -93,6 +93,38 @@ def test_a_second_sitting_on_the_same_root_stops_before_running(tmp_path, monkey
             label_efficiency.run_one("vat", "10pct", 1, "")
 
 
+def test_a_variant_runs_the_cell_with_its_overrides_and_keeps_its_results_apart(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(label_efficiency, "RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(label_efficiency.common, "RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setattr(label_efficiency, "VARIANT", {"name": "", "overrides": ()})
+    with pytest.raises(ValueError, match="go together"):
+        label_efficiency.use_variant("strong", [])
+    label_efficiency.use_variant("strong", ["labelled_augment=strong"])
+    overrides = ("labelled_augment=strong",)
+    ran, real_run = [], label_efficiency.subprocess.run
+
+    def fake_run(command, **kwargs):  # the pipeline: writes its summary.json
+        if not command[1].endswith("beam_runner.py"):
+            return real_run(command, **kwargs)
+        ran.append(command)
+        experiment = experiments.expected_experiment("supervised", "1pct", 0, overrides)
+        (tmp_path / "runs" / "1pct-seed0" / "summary.json").write_text(json.dumps(
+            {"top1": 0.87, "top5": 0.99, "experiment": experiment}))
+
+    monkeypatch.setattr(label_efficiency.subprocess, "run", fake_run)
+    result = label_efficiency.run_one("supervised", "1pct", 0, "")
+    assert ran[0][ran[0].index("--set") + 1] == "labelled_augment=strong"
+    assert (tmp_path / "runs" / "1pct-seed0" / "summary-supervised-strong.json").exists()
+    written = tmp_path / "results" / "label_efficiency_strong" / "supervised-1pct-seed0.json"
+    assert json.loads(written.read_text())["overrides"] == ["labelled_augment=strong"]
+    # Current as the variant it is; the same experiment is stale as the preset's default.
+    assert stale_fields(result) == []
+    assert stale_fields(dict(result, overrides=[])) == ["labelled_augment"]
+    label_efficiency.use_variant("", [])
+    assert label_efficiency.table_name() == "label_efficiency"
+
+
 def test_refresh_rederives_rows_from_the_run_that_wrote_them(tmp_path, monkeypatch):
     results, runs = tmp_path / "results", tmp_path / "runs"
     results.mkdir()
