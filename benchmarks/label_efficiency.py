@@ -191,7 +191,8 @@ def run_one(preset: str, labels: str, seed: int, data_path: str) -> dict:
     final = rows[-1]
     exp = summary["experiment"]
     result = {"preset": preset, "labels": labels, "seed": seed, "wall_time_s": round(wall, 1),
-              "variant": VARIANT["name"], "overrides": list(VARIANT["overrides"]),
+              "variant": VARIANT["name"],
+              "overrides": list(experiments.overrides_for(preset, VARIANT["overrides"])),
               "command": " ".join(command[1:]), "stages": rows,
               "top1": final["top1"], "top5": final["top5"],
               "experiment": exp,

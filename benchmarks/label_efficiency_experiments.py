@@ -11,12 +11,22 @@ FRACTION = {"1pct": 0.01, "10pct": 0.1}
 def cell_flags(preset: str, labels: str, seed: int, overrides: tuple[str, ...] = ()
                ) -> list[str]:
     """The command-line flags that define the experiment of one cell (`overrides`: a
-    variant's `--set [STAGE.]FIELD=VALUE` items)."""
+    variant's `--set [STAGE.]FIELD=VALUE` items, those the preset takes)."""
     flags = ["--preset", preset, "--labelled_fraction", str(FRACTION[labels]),
              "--labels", labels, "--seed", str(seed)]
-    for item in overrides:
+    for item in overrides_for(preset, overrides):
         flags += ["--set", item]
     return flags
+
+
+def overrides_for(preset: str, overrides: tuple[str, ...]) -> tuple[str, ...]:
+    """A variant's overrides that apply to `preset`: every stage's, and those of a stage the
+    preset trains (`moam_step_2.pseudo_label_views=...` leaves `vat` as it is)."""
+    from pipeline import presets
+
+    names = {stage.name for stage in presets.stages(preset)}
+    return tuple(item for item in overrides
+                 if item.split("=", 1)[0].rpartition(".")[0] in names | {""})
 
 
 def expected_experiments(preset: str, labels: str, seed: int,

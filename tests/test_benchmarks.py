@@ -123,6 +123,10 @@ def test_a_variant_runs_the_cell_with_its_overrides_and_keeps_its_results_apart(
     assert stale_fields(dict(result, overrides=[])) == ["labelled_augment"]
     label_efficiency.use_variant("", [])
     assert label_efficiency.table_name() == "label_efficiency"
+    # A stage-scoped override goes to the presets that train that stage only.
+    scoped = ("labelled_augment=strong", "moam_step_2.pseudo_label_views=averaged")
+    assert experiments.overrides_for("supervised", scoped) == scoped[:1]
+    assert experiments.overrides_for("moam_step_3", scoped) == scoped
 
 
 def test_refresh_rederives_rows_from_the_run_that_wrote_them(tmp_path, monkeypatch):
