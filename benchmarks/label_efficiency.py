@@ -331,6 +331,10 @@ def main() -> None:
         for labels in args.labels.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 for preset in with_stages(args.presets.split(",")):
+                    reason = experiments.rejection(preset, VARIANT["overrides"])
+                    if reason:
+                        print(f"skip {preset}: not with this variant ({reason})", flush=True)
+                        continue
                     path = result_path(preset, labels, seed)
                     if os.path.exists(path):
                         with open(path) as f:
@@ -355,8 +359,9 @@ def main() -> None:
                  + ", ".join(stale) + ".")
         print(f"left out of the table (preset changed since): {', '.join(stale)}")
     # The whole grid, whatever this call ran: the table holds every result file.
-    missing = missing_cells(with_stages(DEFAULT_PRESETS.split(",")), list(experiments.FRACTION),
-                            [0, 1, 2], results)
+    grid = [preset for preset in with_stages(DEFAULT_PRESETS.split(","))
+            if not experiments.rejection(preset, VARIANT["overrides"])]
+    missing = missing_cells(grid, list(experiments.FRACTION), [0, 1, 2], results)
     if missing:
         gaps += f" Not run yet: {missing}."
         print(f"not run yet: {missing}")

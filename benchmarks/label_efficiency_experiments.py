@@ -41,6 +41,19 @@ def expected_experiments(preset: str, labels: str, seed: int,
             for exp in cli.make_experiments(args, num_classes=10)}
 
 
+def rejection(preset: str, overrides: tuple[str, ...]) -> str:
+    """Why `preset` cannot run with a variant's overrides ("" when it can): the experiment
+    check's message (`labelled_augment=strong` for S4L-Exemplar, whose patches are its views)."""
+    from modules.trainer import experiment
+
+    try:
+        for fields in expected_experiments(preset, "1pct", 0, overrides).values():
+            experiment.Experiment.from_dict(fields).validate()
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
 def expected_experiment(preset: str, labels: str, seed: int,
                         overrides: tuple[str, ...] = ()) -> dict:
     """The final stage's experiment that a run of the cell would use now."""

@@ -127,6 +127,10 @@ def test_a_variant_runs_the_cell_with_its_overrides_and_keeps_its_results_apart(
     scoped = ("labelled_augment=strong", "moam_step_2.pseudo_label_views=averaged")
     assert experiments.overrides_for("supervised", scoped) == scoped[:1]
     assert experiments.overrides_for("moam_step_3", scoped) == scoped
+    # A preset that rejects the overrides is not run, and not reported missing, with them.
+    assert "must be weak for exemplar" in experiments.rejection("s4l_exemplar", overrides)
+    assert experiments.rejection("s4l_exemplar", ()) == ""
+    assert experiments.rejection("vat", overrides) == ""
 
 
 def test_refresh_rederives_rows_from_the_run_that_wrote_them(tmp_path, monkeypatch):
