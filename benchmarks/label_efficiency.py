@@ -257,7 +257,7 @@ def current_results() -> tuple[list[dict], list[str]]:
                 with open(os.path.join(RESULTS, name)) as f:
                     result = json.load(f)
                 try:
-                    changed = experiments.stale_fields(result)
+                    changed = changed_since(result)
                 except (KeyError, ValueError) as e:  # a preset or labels that no longer exist
                     print(f"{name}: cannot rebuild its preset ({e}); left out", flush=True)
                     changed = ["preset"]
@@ -266,6 +266,17 @@ def current_results() -> tuple[list[dict], list[str]]:
                 else:
                     results.append(result)
     return results, stale
+
+
+def changed_since(result: dict) -> list[str]:
+    """What makes a recorded result stale now: fields its preset (with the overrides it ran
+    with) sets differently, and, in a variant, overrides other than the variant's."""
+    changed = experiments.stale_fields(result)
+    if VARIANT["name"]:
+        wanted = experiments.overrides_for(result["preset"], VARIANT["overrides"])
+        if tuple(result.get("overrides", ())) != wanted:
+            changed.append("overrides")
+    return changed
 
 
 def with_stages(names: list[str]) -> list[str]:
@@ -338,7 +349,7 @@ def main() -> None:
                     path = result_path(preset, labels, seed)
                     if os.path.exists(path):
                         with open(path) as f:
-                            changed = experiments.stale_fields(json.load(f))
+                            changed = changed_since(json.load(f))
                         if not changed:
                             print(f"skip {preset} {labels} seed {seed}: result exists",
                                   flush=True)

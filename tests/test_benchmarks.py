@@ -121,6 +121,11 @@ def test_a_variant_runs_the_cell_with_its_overrides_and_keeps_its_results_apart(
     # Current as the variant it is; the same experiment is stale as the preset's default.
     assert stale_fields(result) == []
     assert stale_fields(dict(result, overrides=[])) == ["labelled_augment"]
+    # A variant whose overrides changed since runs the cell again.
+    assert label_efficiency.changed_since(result) == []
+    label_efficiency.use_variant("strong", [*overrides, "fixmatch.unsup_batch_mult=2"])
+    assert label_efficiency.changed_since(result) == []  # supervised: the override is not its
+    assert label_efficiency.changed_since(dict(result, preset="fixmatch"))[-1] == "overrides"
     label_efficiency.use_variant("", [])
     assert label_efficiency.table_name() == "label_efficiency"
     # A stage-scoped override goes to the presets that train that stage only.
