@@ -338,13 +338,17 @@ def main() -> None:
     use_validation(args.validation_images)
     if args.refresh:
         refresh()
+    # The presets the variant's overrides cannot run with, and why.
+    rejected = {preset: reason for preset in with_stages(f"{args.presets},{DEFAULT_PRESETS}"
+                                                         .split(","))
+                if (reason := experiments.rejection(preset, VARIANT["overrides"]))}
     if not args.table_only:
         for labels in args.labels.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 for preset in with_stages(args.presets.split(",")):
-                    reason = experiments.rejection(preset, VARIANT["overrides"])
-                    if reason:
-                        print(f"skip {preset}: not with this variant ({reason})", flush=True)
+                    if preset in rejected:
+                        print(f"skip {preset}: not with this variant ({rejected[preset]})",
+                              flush=True)
                         continue
                     path = result_path(preset, labels, seed)
                     if os.path.exists(path):
@@ -371,7 +375,7 @@ def main() -> None:
         print(f"left out of the table (preset changed since): {', '.join(stale)}")
     # The whole grid, whatever this call ran: the table holds every result file.
     grid = [preset for preset in with_stages(DEFAULT_PRESETS.split(","))
-            if not experiments.rejection(preset, VARIANT["overrides"])]
+            if preset not in rejected]
     missing = missing_cells(grid, list(experiments.FRACTION), [0, 1, 2], results)
     if missing:
         gaps += f" Not run yet: {missing}."

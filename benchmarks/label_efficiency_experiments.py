@@ -45,10 +45,11 @@ def rejection(preset: str, overrides: tuple[str, ...]) -> str:
     """Why `preset` cannot run with a variant's overrides ("" when it can): the experiment
     check's message (`labelled_augment=strong` for S4L-Exemplar, whose patches are its views)."""
     from modules.trainer import experiment
+    from pipeline import presets
 
     try:
-        for fields in expected_experiments(preset, "1pct", 0, overrides).values():
-            experiment.Experiment.from_dict(fields).validate()
+        presets.check_stages([experiment.Experiment.from_dict(fields) for fields in
+                              expected_experiments(preset, "1pct", 0, overrides).values()])
     except ValueError as e:
         return str(e)
     return ""
