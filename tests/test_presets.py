@@ -70,6 +70,16 @@ def test_multi_stage_presets_list_their_dependencies():
 
 
 @pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
+def test_fixmatch_pseudo_labels_is_the_pseudo_labels_student_of_fixmatch(dataset):
+    chain = presets.stages("fixmatch_pseudo_labels", dataset)
+    assert [e.name for e in chain] == ["fixmatch", "fixmatch_pseudo_labels"]
+    assert chain[0] == presets.get("fixmatch", dataset)
+    assert chain[1] == presets.get("pseudo_labels", dataset).replace(
+        name="fixmatch_pseudo_labels", pseudo_labels_from="fixmatch",
+        pseudo_label_views="averaged")
+
+
+@pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
 def test_moam_fixmatch_swaps_only_step_1s_consistency_terms(dataset):
     family = presets.stages("moam_fixmatch_step_3", dataset)
     paper = presets.stages("moam_step_3", dataset)

@@ -39,6 +39,7 @@ PRESETS: dict[str, Callable[..., Experiment]] = {
     "moam_step_2": moam.step_2,
     "moam_step_3": moam.step_3,
     "fixmatch": fixmatch.get_config,
+    "fixmatch_pseudo_labels": pseudo_labels.from_fixmatch,
     "moam_fixmatch_step_1": functools.partial(moam.step_1, family="moam_fixmatch"),
     "moam_fixmatch_step_2": functools.partial(moam.step_2, family="moam_fixmatch"),
     "moam_fixmatch_step_3": functools.partial(moam.step_3, family="moam_fixmatch"),

@@ -10,7 +10,13 @@ all 1,281,167 training images, checkpoints every 25k steps.
 Small images: the small-image recipe (experiment.for_dataset); its labelled epochs are
 passes over all training images, so the schedule rule's upper bound sets its length.
 
+`fixmatch_pseudo_labels` (not in the paper): the same student on the `fixmatch` preset's
+pseudo-labels, averaged over the views its classifier trained on (both mirror images): MOAM's
+step 2 on a FixMatch-style model instead of MOAM step 1's (docs/results.md, "Pseudo-labels
+from the FixMatch model").
+
 Run: .venv/bin/python beam_runner.py --preset pseudo_labels
+     .venv/bin/python beam_runner.py --preset fixmatch_pseudo_labels   (fixmatch, then this)
 """
 
 from __future__ import annotations
@@ -29,3 +35,9 @@ def get_config(dataset: str = "fashion_mnist", labels: str = "10pct",
                           weight_decay=1e-4, lr=0.1, lr_scale_batch_size=256,
                           schedule_epochs=(5, 30, 60, 90, 100))
     return experiment.scale_for_dataset(exp)
+
+
+def from_fixmatch(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
+    """The pseudo-labels student of the `fixmatch` preset's model (averaged views)."""
+    exp = get_config(dataset, labels, name="fixmatch_pseudo_labels", labeller="fixmatch")
+    return exp.replace(pseudo_label_views="averaged")
