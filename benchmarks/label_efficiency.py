@@ -62,7 +62,8 @@ RUNS_DIR = os.path.join(REPO, "runs", "label_efficiency")
 RESULTS = os.path.join(common.RESULTS_DIR, "label_efficiency")
 DEFAULT_PRESETS = ("supervised,s4l_rotation,s4l_rotation_upright,s4l_exemplar,"
                    "s4l_exemplar_upright,vat,vat_entmin,pseudo_labels,moam_step_3,fixmatch,"
-                   "fixmatch_pseudo_labels,moam_fixmatch_step_3")
+                   "fixmatch_pseudo_labels,fixmatch_pseudo_labels_round_2,"
+                   "moam_fixmatch_step_3")
 # Set by --validation_images: evaluate on held-out training images, results apart.
 VALIDATION = {"images": 0}
 # Set by --variant and --set: the grid with overrides, results apart.

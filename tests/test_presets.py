@@ -80,6 +80,15 @@ def test_fixmatch_pseudo_labels_is_the_pseudo_labels_student_of_fixmatch(dataset
 
 
 @pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
+def test_second_round_is_the_same_student_on_the_first_students_labels(dataset):
+    chain = presets.stages("fixmatch_pseudo_labels_round_2", dataset)
+    assert [e.name for e in chain] == [
+        "fixmatch", "fixmatch_pseudo_labels", "fixmatch_pseudo_labels_round_2"]
+    assert chain[2] == chain[1].replace(name="fixmatch_pseudo_labels_round_2",
+                                        pseudo_labels_from="fixmatch_pseudo_labels")
+
+
+@pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
 def test_moam_fixmatch_swaps_only_step_1s_consistency_terms(dataset):
     family = presets.stages("moam_fixmatch_step_3", dataset)
     paper = presets.stages("moam_step_3", dataset)

@@ -40,6 +40,7 @@ PRESETS: dict[str, Callable[..., Experiment]] = {
     "moam_step_3": moam.step_3,
     "fixmatch": fixmatch.get_config,
     "fixmatch_pseudo_labels": pseudo_labels.from_fixmatch,
+    "fixmatch_pseudo_labels_round_2": pseudo_labels.second_round,
     "moam_fixmatch_step_1": functools.partial(moam.step_1, family="moam_fixmatch"),
     "moam_fixmatch_step_2": functools.partial(moam.step_2, family="moam_fixmatch"),
     "moam_fixmatch_step_3": functools.partial(moam.step_3, family="moam_fixmatch"),

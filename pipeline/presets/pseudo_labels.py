@@ -15,8 +15,13 @@ pseudo-labels, averaged over the views its classifier trained on (both mirror im
 step 2 on a FixMatch-style model instead of MOAM step 1's (docs/results.md, "Pseudo-labels
 from the FixMatch model").
 
+`fixmatch_pseudo_labels_round_2` (not in the paper): a second round, the same student again on
+`fixmatch_pseudo_labels`' averaged pseudo-labels (docs/results.md, "A second round of
+pseudo-labels").
+
 Run: .venv/bin/python beam_runner.py --preset pseudo_labels
      .venv/bin/python beam_runner.py --preset fixmatch_pseudo_labels   (fixmatch, then this)
+     .venv/bin/python beam_runner.py --preset fixmatch_pseudo_labels_round_2   (three networks)
 """
 
 from __future__ import annotations
@@ -40,4 +45,11 @@ def get_config(dataset: str = "fashion_mnist", labels: str = "10pct",
 def from_fixmatch(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
     """The pseudo-labels student of the `fixmatch` preset's model (averaged views)."""
     exp = get_config(dataset, labels, name="fixmatch_pseudo_labels", labeller="fixmatch")
+    return exp.replace(pseudo_label_views="averaged")
+
+
+def second_round(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
+    """The same student on `fixmatch_pseudo_labels`' pseudo-labels (averaged views)."""
+    exp = get_config(dataset, labels, name="fixmatch_pseudo_labels_round_2",
+                     labeller="fixmatch_pseudo_labels")
     return exp.replace(pseudo_label_views="averaged")
