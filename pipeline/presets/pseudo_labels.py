@@ -49,7 +49,6 @@ def from_fixmatch(dataset: str = "fashion_mnist", labels: str = "10pct") -> Expe
 
 
 def second_round(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experiment:
-    """The same student on `fixmatch_pseudo_labels`' pseudo-labels (averaged views)."""
-    exp = get_config(dataset, labels, name="fixmatch_pseudo_labels_round_2",
-                     labeller="fixmatch_pseudo_labels")
-    return exp.replace(pseudo_label_views="averaged")
+    """The `fixmatch_pseudo_labels` student again, on that stage's own pseudo-labels."""
+    return from_fixmatch(dataset, labels).replace(name="fixmatch_pseudo_labels_round_2",
+                                                  pseudo_labels_from="fixmatch_pseudo_labels")
