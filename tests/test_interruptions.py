@@ -48,6 +48,9 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
     first.wait()
     assert first.returncode == -signal.SIGKILL
     backed_up = _epochs_in_backup(os.path.dirname(glob.glob(pattern)[0]))
+    seconds_before = float(tf.train.load_checkpoint(os.path.dirname(glob.glob(pattern)[0]))
+                           .get_tensor("model/trained_seconds/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert seconds_before > 0
     # 40 labelled epochs of 6 steps run as 10 rounds of 4 epochs (training.fit_epoch_length).
     assert 1 <= backed_up < 10
 
@@ -56,7 +59,7 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
     epochs = [int(e) for e in re.findall(r"^Epoch (\d+)/10$", second.stdout, re.MULTILINE)]
     assert epochs and epochs[0] == backed_up + 1, (backed_up, epochs[:3])
     # ... and with the data an uninterrupted run would see next (rounds of 24 steps).
-    assert f"The training data resumes at step {backed_up * 24}." in second.stderr
+    assert f"The training data resumes at step {backed_up * 24} (after" in second.stderr
     assert epochs[-1] == 10
     # The finished run removed the backup it no longer needs.
     assert not glob.glob(pattern)
@@ -69,3 +72,5 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
                 finished.append(json.load(f))
     # 24 labelled images / batch 4 = 6 steps per epoch, 40 epochs.
     assert [f["final_step"] for f in finished] == [240]
+    # Its training time counts the killed process's rounds too.
+    assert finished[0]["train_seconds"] > seconds_before

@@ -111,15 +111,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     training.barrier(strategy)  # Every worker resumes from what the chief chose.
     # A resumed run goes on with the data an uninterrupted one would see next.
     start_step = training.rounds_in_backup(backup_dir) * training.round_steps(exp)
+    # A resumed run's train_seconds also counts the training its backup holds.
+    seconds_before = training.seconds_in_backup(backup_dir)
     if start_step:
-        logging.info("The training data resumes at step %d.", start_step)
+        logging.info("The training data resumes at step %d (after %.0f s of training).",
+                     start_step, seconds_before)
     make_stream = (data.pseudo_label_dataset if exp.pseudo_labels_from
                    else data.train_dataset)
     train_ds = training.distribute_training_data(
         strategy, lambda context: make_stream(fn_args.train_files, exp, start_step, context))
     model = training.fit(exp, train_ds, eval_ds, fn_args.model_run_dir, backup_dir, strategy,
                          init_weights)
-    train_seconds = time.time() - start
+    train_seconds = seconds_before + time.time() - start
     final_step = int(model.optimizer.iterations.numpy())
     # Per epoch: the training losses and metrics, and the evaluations during training
     # (eval_every_epochs) for "median of the last few" reports.

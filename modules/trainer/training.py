@@ -314,6 +314,13 @@ def build_model(exp: Experiment) -> S4LModel:
     # Keras' default ("sum" outside TPUs) would multiply them by the replicas.
     model.distribute_reduction_method = "first"
     model(np.zeros([1, exp.image_size, exp.image_size, 3], np.float32))
+    # Seconds of training so far, backed up with the model so that a resumed run's times
+    # (`elapsed_s`, the record's train_seconds) count the processes before it. Tracked like
+    # the Polyak averages below: in checkpoints, not among the Keras weights.
+    trained_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="trained_seconds",
+                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    object.__setattr__(model, "trained_seconds", trained_seconds)
+    model._track_trackable(trained_seconds, name="trained_seconds")  # noqa: SLF001
     if exp.polyak_averaging:
         if exp.polyak_half_life_steps:
             decay = polyak.decay_for_steps(exp.polyak_half_life_steps)
@@ -356,17 +363,30 @@ def round_steps(exp: Experiment) -> int:
     return fit_epoch_length(exp) * schedules.steps_per_epoch(exp)
 
 
+def _in_backup(backup_dir: str, name: str) -> np.ndarray | None:
+    """The value of the variable `name` in the BackupAndRestore checkpoint in `backup_dir`
+    (None without a backup or without that variable)."""
+    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+    if checkpoint is None:
+        return None
+    reader = tf.train.load_checkpoint(checkpoint)
+    keys = [k for k in reader.get_variable_to_shape_map() if name in k]
+    return reader.get_tensor(keys[0]) if keys else None
+
+
 def rounds_in_backup(backup_dir: str) -> int:
     """Rounds that the BackupAndRestore checkpoint in `backup_dir` holds (0 without one).
 
     Keras stores the 0-based index of the last finished round as `ckpt_saved_epoch`.
     """
-    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
-    if checkpoint is None:
-        return 0
-    reader = tf.train.load_checkpoint(checkpoint)
-    keys = [k for k in reader.get_variable_to_shape_map() if "ckpt_saved_epoch" in k]
-    return max(0, int(reader.get_tensor(keys[0])) + 1) if keys else 0
+    saved = _in_backup(backup_dir, "ckpt_saved_epoch")
+    return 0 if saved is None else max(0, int(saved) + 1)
+
+
+def seconds_in_backup(backup_dir: str) -> float:
+    """Seconds of training that the backup in `backup_dir` holds (0 without one)."""
+    seconds = _in_backup(backup_dir, "trained_seconds")
+    return 0.0 if seconds is None else float(seconds)
 
 
 def validation_every_rounds(exp: Experiment) -> int:
@@ -375,15 +395,24 @@ def validation_every_rounds(exp: Experiment) -> int:
 
 
 class ElapsedTime(keras.callbacks.Callback):
-    """Logs `elapsed_s`, the seconds since this process started training, at the end of
-    every round (after its evaluation): the x axis of time-to-accuracy plots."""
+    """Logs `elapsed_s`, the seconds of training so far, at the end of every round (after its
+    evaluation): the x axis of time-to-accuracy plots. A resumed run counts on from the
+    seconds its backup holds (`trained_seconds`), so the times are the whole run's. Runs
+    before BackupAndRestore, whose end-of-round backup then holds the new total."""
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._start = time.time()
+        self._before: float | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._before is None:  # BackupAndRestore restored the backup in on_train_begin
+            self._before = float(self.model.trained_seconds.numpy())
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        elapsed = self._before + time.time() - self._start
+        self.model.trained_seconds.assign(elapsed)
         if logs is not None:
-            logs["elapsed_s"] = time.time() - self._start
+            logs["elapsed_s"] = elapsed
 
 
 class StopAtStep(keras.callbacks.Callback):

@@ -1,6 +1,7 @@
 """The Trainer's input pipeline: seeded, reproducible streams from the split files."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras as keras
 
@@ -84,12 +85,23 @@ def test_workers_share_every_global_batch_exactly(image_folder, tmp_path):
 
 def test_rounds_in_backup_reads_what_keras_backed_up(tmp_path):
     assert training.rounds_in_backup(str(tmp_path / "none")) == 0
+    assert training.seconds_in_backup(str(tmp_path / "none")) == 0.0
     exp = experiment.for_dataset("synthetic").replace(num_labelled_examples=8, batch_size=4)
-    model = training.build_model(exp)
     rng = np.random.default_rng(0)
     batch = {"labelled": {"image": rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32),
                           "label": np.zeros(4, np.int32)}}
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    model.fit(dataset, epochs=3, steps_per_epoch=2, verbose=0, callbacks=[
-        keras.callbacks.BackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)])
+
+    def fit(epochs: int) -> keras.callbacks.History:
+        return training.build_model(exp).fit(
+            dataset, epochs=epochs, steps_per_epoch=2, verbose=0,
+            callbacks=[training.ElapsedTime(), keras.callbacks.BackupAndRestore(
+                str(tmp_path / "b"), delete_checkpoint=False)])
+
+    first = fit(3).history["elapsed_s"]
     assert training.rounds_in_backup(str(tmp_path / "b")) == 3
+    assert training.seconds_in_backup(str(tmp_path / "b")) == pytest.approx(first[-1])
+    # A new process (a new model) resumes the backup and counts on from its seconds.
+    resumed = fit(5).history["elapsed_s"]
+    assert len(resumed) == 2 and first[-1] < resumed[0] < resumed[1]
+    assert training.seconds_in_backup(str(tmp_path / "b")) == pytest.approx(resumed[-1])
