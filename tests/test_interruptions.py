@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-import tensorflow as tf
 
 from conftest import REPO, write_image_folder
+from modules.trainer import training
 
 pytestmark = pytest.mark.xdist_group("interruptions")
 
@@ -23,14 +23,6 @@ def _argv(images, out):
             "--data_path", images, "--dataset", "synthetic", "--labelled_fraction", "0.5",
             "--batch_size", "4", "--train_epochs", "40", "--output_dir", out,
             "--min_top1", "0.0"]
-
-
-def _epochs_in_backup(backup_dir: str) -> int:
-    """Epochs completed when Keras' BackupAndRestore last wrote `backup_dir` (it stores the
-    0-based index of the last finished epoch)."""
-    reader = tf.train.load_checkpoint(backup_dir)
-    (key,) = (k for k in reader.get_variable_to_shape_map() if "ckpt_saved_epoch" in k)
-    return int(reader.get_tensor(key)) + 1
 
 
 def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
@@ -47,9 +39,10 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert first.returncode == -signal.SIGKILL
-    backed_up = _epochs_in_backup(os.path.dirname(glob.glob(pattern)[0]))
-    seconds_before = float(tf.train.load_checkpoint(os.path.dirname(glob.glob(pattern)[0]))
-                           .get_tensor("model/trained_seconds/.ATTRIBUTES/VARIABLE_VALUE"))
+    # The job's backup directory (resume/<key>/), which holds the chief's checkpoint.
+    backup_dir = os.path.dirname(os.path.dirname(glob.glob(pattern)[0]))
+    backed_up = training.rounds_in_backup(backup_dir)
+    seconds_before = training.seconds_in_backup(backup_dir)
     assert seconds_before > 0
     # 40 labelled epochs of 6 steps run as 10 rounds of 4 epochs (training.fit_epoch_length).
     assert 1 <= backed_up < 10
