@@ -99,9 +99,9 @@ def test_a_variant_runs_the_cell_with_its_overrides_and_keeps_its_results_apart(
     monkeypatch.setattr(label_efficiency.common, "RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setattr(label_efficiency, "VARIANT", {"name": "", "overrides": ()})
     with pytest.raises(ValueError, match="go together"):
-        label_efficiency.use_variant("strong", [])
-    label_efficiency.use_variant("strong", ["labelled_augment=strong"])
-    overrides = ("labelled_augment=strong",)
+        label_efficiency.use_variant("weak", [])
+    label_efficiency.use_variant("weak", ["labelled_augment=weak"])
+    overrides = ("labelled_augment=weak",)
     ran, real_run = [], label_efficiency.subprocess.run
 
     def fake_run(command, **kwargs):  # the pipeline: writes its summary.json
@@ -114,16 +114,16 @@ def test_a_variant_runs_the_cell_with_its_overrides_and_keeps_its_results_apart(
 
     monkeypatch.setattr(label_efficiency.subprocess, "run", fake_run)
     result = label_efficiency.run_one("supervised", "1pct", 0, "")
-    assert ran[0][ran[0].index("--set") + 1] == "labelled_augment=strong"
-    assert (tmp_path / "runs" / "1pct-seed0" / "summary-supervised-strong.json").exists()
-    written = tmp_path / "results" / "label_efficiency_strong" / "supervised-1pct-seed0.json"
-    assert json.loads(written.read_text())["overrides"] == ["labelled_augment=strong"]
+    assert ran[0][ran[0].index("--set") + 1] == "labelled_augment=weak"
+    assert (tmp_path / "runs" / "1pct-seed0" / "summary-supervised-weak.json").exists()
+    written = tmp_path / "results" / "label_efficiency_weak" / "supervised-1pct-seed0.json"
+    assert json.loads(written.read_text())["overrides"] == ["labelled_augment=weak"]
     # Current as the variant it is; the same experiment is stale as the preset's default.
     assert stale_fields(result) == []
     assert stale_fields(dict(result, overrides=[])) == ["labelled_augment"]
     # A variant whose overrides changed since runs the cell again.
     assert label_efficiency.changed_since(result) == []
-    label_efficiency.use_variant("strong", [*overrides, "fixmatch.unsup_batch_mult=2"])
+    label_efficiency.use_variant("weak", [*overrides, "fixmatch.unsup_batch_mult=1"])
     assert label_efficiency.changed_since(result) == []  # supervised: the override is not its
     assert label_efficiency.changed_since(dict(result, preset="fixmatch"))[-1] == "overrides"
     label_efficiency.use_variant("", [])
@@ -133,9 +133,10 @@ def test_a_variant_runs_the_cell_with_its_overrides_and_keeps_its_results_apart(
     assert experiments.overrides_for("supervised", scoped) == scoped[:1]
     assert experiments.overrides_for("moam_step_3", scoped) == scoped
     # A preset that rejects the overrides is not run, and not reported missing, with them.
-    assert "must be weak for exemplar" in experiments.rejection("s4l_exemplar", overrides)
+    strong = ("labelled_augment=strong",)
+    assert "must be weak for exemplar" in experiments.rejection("s4l_exemplar", strong)
     assert experiments.rejection("s4l_exemplar", ()) == ""
-    assert experiments.rejection("vat", overrides) == ""
+    assert experiments.rejection("vat", strong) == ""
 
 
 def test_refresh_rederives_rows_from_the_run_that_wrote_them(tmp_path, monkeypatch):

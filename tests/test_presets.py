@@ -89,23 +89,30 @@ def test_second_round_is_the_same_student_on_the_first_students_labels(dataset):
 
 
 @pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
-def test_moam_fixmatch_swaps_only_step_1s_consistency_terms(dataset):
+def test_moam_fixmatch_swaps_step_1s_consistency_terms_and_the_views(dataset):
     family = presets.stages("moam_fixmatch_step_3", dataset)
     paper = presets.stages("moam_step_3", dataset)
+    # On small images the FixMatch variant keeps the recipe's strong labelled views (MOAM keeps
+    # weak ones in every step, for step 1's EntMin) and its step 2 averages step 1's views.
+    small = dataset != "imagenet"
+    views = {"labelled_augment": "strong" if small else "weak"}
+    assert [e.labelled_augment for e in paper] == ["weak"] * 3
     assert [e.name for e in family] == [
         "moam_fixmatch_step_1", "moam_fixmatch_step_2", "moam_fixmatch_step_3"]
     step_1, fixmatch = family[0], presets.get("fixmatch", dataset)
     assert step_1.losses == {"rotation": 0.4, "supervised": 0.3, "fixmatch": 0.3}
     assert (step_1.fixmatch_threshold, step_1.strong_ops, step_1.cutout_size) == (
         fixmatch.fixmatch_threshold, fixmatch.strong_ops, fixmatch.cutout_size)
+    assert step_1.labelled_augment == views["labelled_augment"]
     assert step_1.replace(name="moam_step_1", losses=paper[0].losses,
                           fixmatch_threshold=paper[0].fixmatch_threshold,
-                          strong_ops=paper[0].strong_ops,
-                          cutout_size=paper[0].cutout_size) == paper[0]
-    assert family[1] == paper[1].replace(name="moam_fixmatch_step_2",
-                                         pseudo_labels_from="moam_fixmatch_step_1")
+                          strong_ops=paper[0].strong_ops, cutout_size=paper[0].cutout_size,
+                          labelled_augment="weak") == paper[0]
+    assert family[1] == paper[1].replace(
+        name="moam_fixmatch_step_2", pseudo_labels_from="moam_fixmatch_step_1",
+        pseudo_label_views="averaged" if small else "upright", **views)
     assert family[2] == paper[2].replace(name="moam_fixmatch_step_3",
-                                         init_from="moam_fixmatch_step_2")
+                                         init_from="moam_fixmatch_step_2", **views)
 
 
 @pytest.mark.parametrize("dataset", ["imagenet", "fashion_mnist"])
@@ -118,6 +125,18 @@ def test_upright_variants_change_only_the_classifiers_input(dataset, labels):
     assert exemplar.exemplar_classify_crops
     assert presets.get("s4l_exemplar_upright", dataset, labels) == exemplar.replace(
         name="s4l_exemplar_upright", exemplar_classify_crops=False)
+
+
+def test_labelled_views_are_strong_on_small_images_except_where_a_loss_needs_weak_ones():
+    """Exemplar's patches are its views; EntMin collapsed with strong labelled views (VAT +
+    EntMin, and MOAM for its step 1); the ImageNet presets keep the originals' views."""
+    weak = {"s4l_exemplar", "s4l_exemplar_upright", "vat_entmin", "moam_step_1", "moam_step_2",
+            "moam_step_3"}
+    for name in presets.PRESETS:
+        for dataset in ("fashion_mnist", "synthetic"):
+            assert presets.get(name, dataset).labelled_augment == (
+                "weak" if name in weak else "strong"), (name, dataset)
+        assert presets.get(name, "imagenet").labelled_augment == "weak", name
 
 
 def test_small_image_presets_share_one_recipe():

@@ -9,7 +9,8 @@ images, as each core of the original's v3-32 did, whatever the topology this run
 
 Small images: the small-image recipe (experiment.for_dataset) with B = B_u = 64, 4 patches
 per image (4 x 128 = 512 patches per step), embedding width 128, and the inception crop
-(area 25-100 % of the padded canvas, resized back) that the other small-image presets drop.
+(area 25-100 % of the padded canvas, resized back) that the other small-image presets drop;
+weak labelled views, since its patches are its views.
 
 Run: .venv/bin/python beam_runner.py --preset s4l_exemplar
 """
@@ -33,5 +34,6 @@ def get_config(dataset: str = "fashion_mnist", labels: str = "10pct") -> Experim
         # The small-image recipe drops the crop; Exemplar needs it: without it the P
         # patches of an image would differ only by a shift, a flip and hsvnoise, whose hue
         # shift does nothing to grey garments.
-        exp = exp.replace(exemplar_patches=4, triplet_embed_dim=128, inception_crop=True)
+        exp = exp.replace(exemplar_patches=4, triplet_embed_dim=128, inception_crop=True,
+                          labelled_augment="weak")
     return experiment.scale_for_dataset(exp)

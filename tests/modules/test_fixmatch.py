@@ -96,7 +96,8 @@ def test_two_view_stream_and_a_train_step(image_folder, tmp_path, preset, networ
 
 def test_fixmatch_settings_are_checked():
     exp = presets.get("fixmatch")
-    assert methods.images_per_labelled_image(exp) == 3  # labelled + weak + strong
+    # Labelled + mu = 2 unlabelled images, each seen as a weak and a strong view.
+    assert methods.images_per_labelled_image(exp) == 5
     for changes, message in ((dict(unsup_batch_mult=0.0), "unlabelled batch"),
                              (dict(fixmatch_threshold=1.5), "fixmatch_threshold"),
                              (dict(losses={"fixmatch": 1.0, "exemplar": 1.0}), "combine")):

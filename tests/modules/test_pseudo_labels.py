@@ -90,7 +90,7 @@ def test_a_strong_student_trains_on_each_image_s_strong_view(tmp_path, labeller)
     patterns = [str(tmp_path / "Split-labelled" / "*"), str(tmp_path / "Split-unlabelled" / "*")]
     weak = experiment.for_dataset("synthetic").replace(
         num_classes=4, batch_size=4, shuffle_buffer=1, pseudo_labels_from=labeller,
-        unsup_batch_mult=0.0)
+        unsup_batch_mult=0.0, labelled_augment="weak")
     strong = weak.replace(labelled_augment="strong")
     strong.validate()
     stream = data.pseudo_label_dataset if labeller else data.train_dataset
