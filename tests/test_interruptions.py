@@ -22,7 +22,7 @@ def _argv(images, out):
     return [sys.executable, os.path.join(REPO, "beam_runner.py"), "--source", "image_folder",
             "--data_path", images, "--dataset", "synthetic", "--labelled_fraction", "0.5",
             "--batch_size", "4", "--train_epochs", "40", "--output_dir", out,
-            "--min_top1", "0.0"]
+            "--min_top1", "0.0", "--set", "eval_every_epochs=8"]
 
 
 def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
@@ -65,6 +65,12 @@ def test_sigkill_then_rerun_resumes_and_ends_at_the_right_step(tmp_path):
                 finished.append(json.load(f))
     # 24 labelled images / batch 4 = 6 steps per epoch, 40 epochs.
     assert [f["final_step"] for f in finished] == [240]
-    # Its training times count on from the killed process's rounds.
+    # Its record holds every round, the killed process's included, and its training times
+    # count on from them.
     elapsed = finished[0]["train_history"]["elapsed_s"]
-    assert seconds_before < elapsed[0] and elapsed[-1] <= finished[0]["train_seconds"]
+    assert len(elapsed) == 10 and elapsed == sorted(elapsed)
+    assert elapsed[backed_up - 1] == pytest.approx(seconds_before)
+    assert seconds_before < elapsed[backed_up] and elapsed[-1] <= finished[0]["train_seconds"]
+    # An evaluation every 8 labelled epochs, every second round: 5 in all.
+    assert finished[0]["eval_every_rounds"] == 2
+    assert len(finished[0]["eval_history"]["val_top1"]) == 5

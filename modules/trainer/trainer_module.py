@@ -124,13 +124,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                          init_weights)
     train_seconds = seconds_before + time.time() - start
     final_step = int(model.optimizer.iterations.numpy())
-    # Per epoch: the training losses and metrics, and the evaluations during training
-    # (eval_every_epochs) for "median of the last few" reports.
-    logged = getattr(model.history, "history", {})
-    history = {k: [float(v) for v in values] for k, values in logged.items()
-               if k.startswith("val_")}
-    train_history = {k: [float(v) for v in values] for k, values in logged.items()
-                     if not k.startswith("val_")}
     # Polyak-averaged experiments evaluate and export the averages (the original exported the
     # raw weights, docs/original_s4l.md §10.1 item 4).
     exported = "polyak_average" if model.polyak is not None else "final"
@@ -138,6 +131,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if not chief:
         training.barrier(strategy)  # Returns once the chief has written everything.
         return
+    # Per round, the rounds before a resume included: the training losses and metrics, and
+    # the evaluations during training (eval_every_epochs) for "median of the last few" reports.
+    logged = training.history_of(training.logged_rounds(backup_dir))
+    history = {k: values for k, values in logged.items() if k.startswith("val_")}
+    train_history = {k: values for k, values in logged.items() if not k.startswith("val_")}
     model.set_rotation_average(True)
     final = model.evaluate(eval_ds, verbose=0, return_dict=True)
     logging.info("Final eval of %s (%s weights): top-1 %.4f, top-5 %.4f", exp.name, exported,

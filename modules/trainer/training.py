@@ -9,6 +9,7 @@ each x0.1 decay (spec section 5.1); we accept it rather than maintain a custom o
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -415,6 +416,58 @@ class ElapsedTime(keras.callbacks.Callback):
             logs["elapsed_s"] = elapsed
 
 
+ROUND_LOG_FILE = "rounds.json"
+
+
+def logged_rounds(backup_dir: str) -> list[dict]:
+    """The per-round logs kept beside the backup in `backup_dir` (`RoundLog`), as far as the
+    backup goes: a round logged after the last backup will run again."""
+    path = os.path.join(backup_dir, ROUND_LOG_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        rounds = json.load(f)
+    held = rounds_in_backup(backup_dir)
+    return [r for r in rounds if r["round"] < held]
+
+
+def history_of(rounds: list[dict]) -> dict[str, list[float]]:
+    """Per-round logs as Keras' `History.history`: each key's values in round order (the
+    evaluations' `val_` keys only in the rounds that evaluated)."""
+    history: dict[str, list[float]] = {}
+    for entry in sorted(rounds, key=lambda r: r["round"]):
+        for key, value in entry["logs"].items():
+            history.setdefault(key, []).append(value)
+    return history
+
+
+class RoundLog(keras.callbacks.Callback):
+    """Keeps every round's logs (losses, metrics, evaluations, `elapsed_s`) in
+    `backup_dir/rounds.json`, the rounds before a resume included, so that a resumed run's
+    record holds the whole curve; Keras' History holds only this process's rounds. Runs
+    after the callbacks that add logs and before BackupAndRestore: a kill between the two
+    writes leaves a round logged that the backup lacks, which `logged_rounds` drops."""
+
+    def __init__(self, backup_dir: str, write: bool = True):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.write = write  # the chief's; other workers of multi_worker keep theirs in memory
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.rounds = logged_rounds(self.backup_dir)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.rounds = [r for r in self.rounds if r["round"] < epoch]
+        self.rounds.append({"round": epoch,
+                            "logs": {k: float(v) for k, v in (logs or {}).items()}})
+        if self.write:
+            tf.io.gfile.makedirs(self.backup_dir)
+            path = os.path.join(self.backup_dir, ROUND_LOG_FILE)
+            with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+                json.dump(self.rounds, f)
+            tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
 class StopAtStep(keras.callbacks.Callback):
     """Ends training at the schedule's last step, inside the last round if it is longer."""
 
@@ -452,6 +505,7 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
                  exp.schedule_epochs[-1], epochs, steps_per_epoch, exp.batch_size,
                  exp.unsup_batch_size, exp.base_lr)
     callbacks = [
+        RoundLog(backup_dir, write=is_chief(strategy)),
         # Kept when fit returns: a kill during the final evaluation or the export then
         # resumes after the last epoch instead of from step 0. run_fn deletes it once the
         # model and experiment.json are written.
@@ -464,7 +518,7 @@ def fit(exp: Experiment, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | N
         StopOnNonFiniteLoss(backup_dir),
         StopAtStep(total_steps),
     ]
-    # First, so that the History that fit adds last records what it logs.
+    # First, so that RoundLog and the History that fit adds last record what it logs.
     callbacks.insert(0, ElapsedTime())
     if model.polyak is not None:
         callbacks.insert(0, polyak.EvaluateWithAverages(model.polyak))

@@ -1,5 +1,7 @@
 """The Trainer's input pipeline: seeded, reproducible streams from the split files."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -95,8 +97,9 @@ def test_rounds_in_backup_reads_what_keras_backed_up(tmp_path):
     def fit(epochs: int) -> keras.callbacks.History:
         return training.build_model(exp).fit(
             dataset, epochs=epochs, steps_per_epoch=2, verbose=0,
-            callbacks=[training.ElapsedTime(), keras.callbacks.BackupAndRestore(
-                str(tmp_path / "b"), delete_checkpoint=False)])
+            callbacks=[training.ElapsedTime(), training.RoundLog(str(tmp_path / "b")),
+                       keras.callbacks.BackupAndRestore(str(tmp_path / "b"),
+                                                        delete_checkpoint=False)])
 
     first = fit(3).history["elapsed_s"]
     assert training.rounds_in_backup(str(tmp_path / "b")) == 3
@@ -105,3 +108,28 @@ def test_rounds_in_backup_reads_what_keras_backed_up(tmp_path):
     resumed = fit(5).history["elapsed_s"]
     assert len(resumed) == 2 and first[-1] < resumed[0] < resumed[1]
     assert training.seconds_in_backup(str(tmp_path / "b")) == pytest.approx(resumed[-1])
+    # The round log holds both processes' rounds, as one uninterrupted run would log them.
+    whole = training.history_of(training.logged_rounds(str(tmp_path / "b")))
+    assert whole["elapsed_s"] == pytest.approx(first + resumed)
+    assert len(whole) > 1 and {len(values) for values in whole.values()} == {5}
+
+
+def test_the_round_log_drops_rounds_the_backup_does_not_hold(tmp_path):
+    """A kill between the round log's write and the backup's leaves one round more logged
+    than backed up: it runs again, so it must not be counted twice."""
+    exp = experiment.for_dataset("synthetic").replace(num_labelled_examples=8, batch_size=4)
+    batch = {"labelled": {"image": np.zeros((4, 32, 32, 3), np.float32),
+                          "label": np.zeros(4, np.int32)}}
+    backup = str(tmp_path / "b")
+    training.build_model(exp).fit(
+        tf.data.Dataset.from_tensors(batch).repeat(), epochs=2, steps_per_epoch=1, verbose=0,
+        callbacks=[training.RoundLog(backup),
+                   keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)])
+    log = tmp_path / "b" / training.ROUND_LOG_FILE
+    rounds = json.loads(log.read_text())
+    log.write_text(json.dumps([*rounds, {"round": 2, "logs": {"loss": 1.0}}]))
+    assert [r["round"] for r in training.logged_rounds(backup)] == [0, 1]
+    assert training.logged_rounds(str(tmp_path / "none")) == []
+    assert training.history_of([{"round": 1, "logs": {"loss": 2.0, "val_top1": 0.5}},
+                                {"round": 0, "logs": {"loss": 3.0}}]) == {
+        "loss": [3.0, 2.0], "val_top1": [0.5]}
