@@ -27,8 +27,8 @@ the same cells with `--set` overrides, in the same pipeline roots (so the stages
 leaves alone come from the cache), into its own results and tables,
 results/label_efficiency[_validation]_<variant>:
 
-  .venv/bin/python benchmarks/label_efficiency.py --variant strong \
-      --set labelled_augment=strong --presets supervised --labels 1pct
+  .venv/bin/python benchmarks/label_efficiency.py --variant weak \
+      --set labelled_augment=weak --presets supervised --labels 1pct
 
 Reported per run: the final model's TFMA top-1/top-5 (never a best-ever value), the median
 of the last three in-training evaluations where the preset evaluates during training, wall
