@@ -374,11 +374,11 @@ def for_dataset(dataset: str, labels: str = "10pct") -> Experiment:
     ResNet-20 of width 16, SGD with Nesterov momentum, LR 0.1 per 128 images, weight decay
     5e-4, BN momentum 0.98, 3 % linear warm-up then cosine to 0, and the schedule rule
     (hyper_rule.py): 200 labelled epochs, at least 3,000 steps; strong views of the labelled
-    images (two RandAugment-style ops and Cutout after the crop and flip: measured +4.6 points
-    for supervised on the 1 % validation cell, docs/recipe.md), which the presets whose loss
-    needs weak ones set back (Exemplar, EntMin); bfloat16 compute where the CPU has fast
-    bfloat16 (precision "auto": measured on the 1 % supervised validation cell, 83.62 %
-    against 83.24 % in float32, in 56 % of the time, docs/results.md). `synthetic`
+    images (two RandAugment-style ops and Cutout after the crop and flip: measured +4.5 points
+    for supervised on the 1 % validation cell, docs/recipe.md), which S4L-Exemplar, VAT +
+    EntMin and MOAM set back to weak (docs/recipe.md says why); bfloat16 compute where the
+    CPU has fast bfloat16 (precision "auto": measured on the 1 % supervised validation cell,
+    83.62 % against 83.24 % in float32, in 56 % of the time, docs/results.md). `synthetic`
     (the tests' variant) is the same recipe, shallower and narrower, on 1 % of the schedule,
     in float32.
     """

@@ -455,9 +455,15 @@ class RoundLog(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.rounds = logged_rounds(self.backup_dir)
+        held = rounds_in_backup(self.backup_dir)
+        if len(self.rounds) < held:
+            logging.warning(
+                "The backup in %s holds %d rounds but its round log %d (a backup written "
+                "before the log existed?): the record's per-round history will lack %d of "
+                "the rounds before the resume.", self.backup_dir, held, len(self.rounds),
+                held - len(self.rounds))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.rounds = [r for r in self.rounds if r["round"] < epoch]
         self.rounds.append({"round": epoch,
                             "logs": {k: float(v) for k, v in (logs or {}).items()}})
         if self.write:

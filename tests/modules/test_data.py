@@ -114,7 +114,7 @@ def test_rounds_in_backup_reads_what_keras_backed_up(tmp_path):
     assert len(whole) > 1 and {len(values) for values in whole.values()} == {5}
 
 
-def test_the_round_log_drops_rounds_the_backup_does_not_hold(tmp_path):
+def test_the_round_log_drops_rounds_the_backup_does_not_hold(tmp_path, caplog):
     """A kill between the round log's write and the backup's leaves one round more logged
     than backed up: it runs again, so it must not be counted twice."""
     exp = experiment.for_dataset("synthetic").replace(num_labelled_examples=8, batch_size=4)
@@ -129,6 +129,10 @@ def test_the_round_log_drops_rounds_the_backup_does_not_hold(tmp_path):
     rounds = json.loads(log.read_text())
     log.write_text(json.dumps([*rounds, {"round": 2, "logs": {"loss": 1.0}}]))
     assert [r["round"] for r in training.logged_rounds(backup)] == [0, 1]
+    # A backup without its round log (written before the log existed) is named on resume.
+    log.unlink()
+    training.RoundLog(backup).on_train_begin()
+    assert "holds 2 rounds but its round log 0" in caplog.text
     assert training.logged_rounds(str(tmp_path / "none")) == []
     assert training.history_of([{"round": 1, "logs": {"loss": 2.0, "val_top1": 0.5}},
                                 {"round": 0, "logs": {"loss": 3.0}}]) == {
