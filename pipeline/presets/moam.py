@@ -72,16 +72,19 @@ def step_1(dataset: str = "fashion_mnist", labels: str = "10pct",
     return experiment.scale_for_dataset(exp)
 
 
+def _views_of_step_1(dataset: str, labels: str, family: str) -> dict:
+    """Steps 2 and 3 train on the labelled views that their family's step 1 trained on."""
+    return {"labelled_augment": step_1(dataset, labels, family).labelled_augment}
+
+
 def step_2(dataset: str = "fashion_mnist", labels: str = "10pct",
            family: str = "moam") -> Experiment:
     exp = pseudo_labels.get_config(dataset, labels, name=f"{family}_step_2",
                                    labeller=f"{family}_step_1")
-    exp = exp.replace(filters_factor=_width(dataset))
-    if dataset == "imagenet":
-        return exp
-    if family == "moam":
-        return exp.replace(labelled_augment="weak")
-    return exp.replace(pseudo_label_views="averaged")
+    exp = exp.replace(filters_factor=_width(dataset), **_views_of_step_1(dataset, labels, family))
+    if family == "moam_fixmatch" and dataset != "imagenet":
+        exp = exp.replace(pseudo_label_views="averaged")
+    return exp
 
 
 def step_3(dataset: str = "fashion_mnist", labels: str = "10pct",
@@ -89,9 +92,7 @@ def step_3(dataset: str = "fashion_mnist", labels: str = "10pct",
     exp = experiment.for_dataset(dataset, labels)
     exp = exp.replace(name=f"{family}_step_3", losses={"supervised": 1.0},
                       unsup_batch_mult=0.0, filters_factor=_width(dataset),
-                      init_from=f"{family}_step_2")
-    if family == "moam":
-        exp = exp.replace(labelled_augment="weak")
+                      init_from=f"{family}_step_2", **_views_of_step_1(dataset, labels, family))
     if dataset == "imagenet":
         exp = exp.replace(weight_decay=1e-4, lr=0.01, lr_scale_batch_size=256,
                           schedule_epochs=(1, 20, 25, 28, 30))
