@@ -419,15 +419,16 @@ class ElapsedTime(keras.callbacks.Callback):
 ROUND_LOG_FILE = "rounds.json"
 
 
-def logged_rounds(backup_dir: str) -> list[dict]:
+def logged_rounds(backup_dir: str, held: int | None = None) -> list[dict]:
     """The per-round logs kept beside the backup in `backup_dir` (`RoundLog`), as far as the
-    backup goes: a round logged after the last backup will run again."""
+    backup goes (`held` rounds, read from it when not given): a round logged after the last
+    backup will run again."""
     path = os.path.join(backup_dir, ROUND_LOG_FILE)
     if not tf.io.gfile.exists(path):
         return []
     with tf.io.gfile.GFile(path) as f:
         rounds = json.load(f)
-    held = rounds_in_backup(backup_dir)
+    held = rounds_in_backup(backup_dir) if held is None else held
     return [r for r in rounds if r["round"] < held]
 
 
@@ -454,8 +455,8 @@ class RoundLog(keras.callbacks.Callback):
         self.write = write  # the chief's; other workers of multi_worker keep theirs in memory
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.rounds = logged_rounds(self.backup_dir)
         held = rounds_in_backup(self.backup_dir)
+        self.rounds = logged_rounds(self.backup_dir, held)
         if len(self.rounds) < held:
             logging.warning(
                 "The backup in %s holds %d rounds but its round log %d (a backup written "
